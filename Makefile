@@ -1,0 +1,27 @@
+# The two commands a newcomer needs (see README.md):
+#   make run    set up .venv and run the default scenario on this machine (no Docker)
+#   make test   set up .venv (and the system tools the tests use) and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+SCENARIO ?= scenarios/three-node-ipip.yaml
+OUT    ?= out/$(basename $(notdir $(SCENARIO)))
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/meshsim run $(SCENARIO) --out $(OUT)
+
+test: setup
+	@./scripts/system-deps.sh
+	$(VENV)/bin/python -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,198 @@
+"""The `meshsim` command line.
+
+Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
+line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
+`run`, `node` and `status`/`routes --live` drive processes (meshsim.runner, meshsim.node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from typing import Sequence
+
+from . import __version__
+from .errors import MeshsimError, NotFoundError
+
+
+def _load(files: Sequence[str]):
+    from .model import Cluster
+    from .resources import load_scenario
+
+    scenario = load_scenario(files)
+    return Cluster.build(scenario)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .resources import load_scenario
+    from .model import Cluster
+
+    scenario = load_scenario(args.files)
+    cluster = Cluster.build(scenario)
+    print(f"{', '.join(scenario.files)}: OK (scenario {scenario.name})")
+    pools = ", ".join(f"{p.name} {p.cidr} /{p.block_size} ipip {p.ipip_mode}" for p in scenario.pools)
+    print(f"IPPool: {len(scenario.pools)} ({pools})")
+    rr = [n.name for n in scenario.nodes if n.rr_cluster_id]
+    subnets = Counter(str(n.subnet) for n in scenario.nodes)
+    print(f"Node: {len(scenario.nodes)} ({len(rr)} route reflectors; subnets "
+          + ", ".join(f"{s} x{c}" for s, c in subnets.items()) + ")")
+    b = scenario.bgp
+    print(f"BGPConfiguration: nodeToNodeMeshEnabled {str(b.node_to_node_mesh_enabled).lower()}, "
+          f"asNumber {b.as_number}, listenPort {b.listen_port}")
+    print(f"BGPPeer: {len(scenario.peers)}" + (f" ({', '.join(p.name for p in scenario.peers)})" if scenario.peers
+                                                else ""))
+    print(f"IPAMConfiguration: strictAffinity {str(scenario.ipam.strict_affinity).lower()}, "
+          f"maxBlocksPerHost {scenario.ipam.max_blocks_per_host}")
+    print(f"BlockAffinity: {len(scenario.affinities)} pinned; blocks claimed in all: {len(cluster.ipam.blocks)}")
+    print(f"WorkloadEndpoint: {len(scenario.endpoints)} pinned; pods in all: {len(cluster.pods)}")
+    peerings = cluster.peerings()
+    from .peering import session_pairs
+
+    print(f"Sessions: {len(session_pairs(peerings))} node-to-node; events: {len(scenario.spec.events)}")
+    return 0
+
+
+def cmd_routes(args: argparse.Namespace) -> int:
+    if args.live:
+        from .runner.client import live_routes
+
+        print(live_routes(args.files, args.node, args.format), end="")
+        return 0
+    from .expected import expected_tables
+
+    cluster = _load(args.files)
+    tables = expected_tables(cluster)
+    names = [args.node] if args.node else [n.name for n in cluster.scenario.nodes]
+    for name in names:
+        if name not in tables:
+            raise NotFoundError("node", name, tuple(tables))
+    for i, name in enumerate(names):
+        table = tables[name]
+        if len(names) > 1:
+            print(("" if i == 0 else "\n") + f"# {name}")
+        print(table.render_ip() if args.format == "ip" else table.render_route_n(), end="")
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from .render import peerings_table
+
+    cluster = _load(args.files)
+    if args.node:
+        cluster.scenario.node(args.node)
+    print(peerings_table(cluster.peerings(), args.node), end="")
+    return 0
+
+
+def cmd_ipam(args: argparse.Namespace) -> int:
+    from .render import ipam_table
+
+    cluster = _load(args.files)
+    print(ipam_table(cluster), end="")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .expected import expected_tables
+    from .trace import trace
+
+    cluster = _load(args.files)
+    result = trace(cluster, expected_tables(cluster), args.src, args.dst)
+    print(result.render(), end="")
+    return 0 if result.delivered else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .runner.client import live_status
+
+    print(live_status(args.files, args.node), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner.local import main as run_main
+
+    return run_main(args)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from .node import main as node_main
+
+    return node_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshsim", description="Emulate Calico's BGP control plane: IPAM, "
+                                     "node-to-node mesh and route reflectors, with real BGP over ExaBGP.")
+    parser.add_argument("--version", action="version", version=f"meshsim {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug|info|warning|error (default warning)")
+    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check a scenario and summarise it per resource kind")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("routes", help="print a node's expected route table (or its live one with --live)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--node", help="node name (default: every node)")
+    p.add_argument("--format", choices=("ip", "route"), default="ip", help="`ip route` or `route -n` (default ip)")
+    p.add_argument("--live", action="store_true", help="read the table from the running node (meshsim run)")
+    p.set_defaults(func=cmd_routes)
+
+    p = sub.add_parser("peers", help="print each node's BGP peerings as confd computes them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--node", help="only this node")
+    p.set_defaults(func=cmd_peers)
+
+    p = sub.add_parser("ipam", help="print blocks per node, their use, and borrowed addresses")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_ipam)
+
+    p = sub.add_parser("trace", help="follow a packet from a pod (or node/address) to a pod or address")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--from", dest="src", required=True, metavar="POD|IP", help="pod (ns/name or name), node or IP")
+    p.add_argument("--to", dest="dst", required=True, metavar="POD|IP", help="pod, node or IP")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser("status", help="`calicoctl node status` of a running node (meshsim run)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--node", required=True)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("run", help="run the scenario: one real node process per Node, real BGP on 127.x")
+    p.add_argument("files", nargs="+", metavar="SCENARIO")
+    p.add_argument("--out", default=None, help="write report.json, routes/, status/ here")
+    p.add_argument("--port", type=int, default=None,
+                   help="BGP port for every node (default: 179 as root, otherwise 17900)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for convergence (default 120)")
+    p.add_argument("--keep-running", action="store_true", help="stay up after converging until Ctrl-C")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("node", help="(internal) run one node process; started by `meshsim run`")
+    p.add_argument("--config", required=True, help="the node's JSON config written by the runner")
+    p.set_defaults(func=cmd_node)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .logs import configure
+
+    configure(args.log_level, args.log_json or None)
+    try:
+        return int(args.func(args) or 0)
+    except MeshsimError as exc:
+        print(f"meshsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("meshsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Runners: drive node processes on this machine (local) and observe them."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: scenario builders for tests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+
+def node_doc(name: str, address: str, labels: dict[str, str] | None = None, cluster_id: str | None = None,
+             asn: int | None = None) -> str:
+    bgp = [f"    ipv4Address: {address}"]
+    if cluster_id:
+        bgp.append(f"    routeReflectorClusterID: {cluster_id}")
+    if asn:
+        bgp.append(f"    asNumber: {asn}")
+    lab = ""
+    if labels:
+        lab = "  labels:\n" + "".join(f"    {k}: '{v}'\n" for k, v in labels.items())
+    return f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: {name}\n{lab}spec:\n  bgp:\n" + \
+        "\n".join(bgp) + "\n"
+
+
+def pool_doc(cidr: str = "10.244.0.0/16", block_size: int = 26, ipip: str = "Always", name: str = "pool1",
+             extra: str = "") -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: projectcalico.org/v3
+        kind: IPPool
+        metadata:
+          name: {name}
+        spec:
+          cidr: {cidr}
+          blockSize: {block_size}
+          ipipMode: {ipip}
+        """) + extra
+
+
+def scenario_doc(name: str = "test", workloads: dict[str, int] | None = None, hosts: str = "",
+                 events: str = "[]") -> str:
+    w = "{" + ", ".join(f"{k}: {v}" for k, v in (workloads or {}).items()) + "}"
+    return textwrap.dedent(f"""\
+        apiVersion: meshsim/v1
+        kind: Scenario
+        metadata:
+          name: {name}
+        spec:
+          workloads: {w}
+          timers: {{holdTime: 9s, keepaliveTime: 3s}}
+          events: {events}
+        """) + hosts
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path) -> Callable[..., Path]:
+    counter = [0]
+
+    def write(*docs: str, name: str | None = None) -> Path:
+        counter[0] += 1
+        path = tmp_path / (name or f"scenario{counter[0]}.yaml")
+        path.write_text("---\n".join(d if d.endswith("\n") else d + "\n" for d in docs))
+        return path
+
+    return write

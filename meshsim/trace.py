@@ -90,7 +90,7 @@ def trace(cluster: Cluster, tables: dict[str, RouteTable], src: str, dst: str) -
             result.hops.append(Hop(here, "no route"))
             result.verdict = f"dropped at {here}: no route to {dst_ip}"
             return result
-        result.hops.append(Hop(here, route.render_ip()))
+        result.hops.append(Hop(here, route.render_ip().rstrip()))
         if route.type == "blackhole":
             result.verdict = f"dropped at {here}: blackhole {route.dst} (no pod has {dst_ip})"
             return result

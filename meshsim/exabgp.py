@@ -400,6 +400,8 @@ class ExaBGP:
         self._sessions: dict[IPv4Address, str] = {}
         self._downs: dict[IPv4Address, int] = {}  # `down` events seen per peer
         self._started_at = 0.0
+        self._spawn_restarts = 0
+        self._start_reported = True
         self._log_offset = 0  # where the current ExaBGP's output starts in exabgp.log
 
         self.restarts = 0
@@ -521,7 +523,6 @@ class ExaBGP:
         except BaseException:
             await self._shutdown(graceful=False, reason="start failed")
             raise
-        self._on_event_safe(ExaBGPStarted(pid=self._proc.pid, restarts=self.restarts))  # type: ignore[union-attr]
         self._watcher = asyncio.create_task(self._watch(), name=f"exabgp-watch-{self.name}")
 
     async def _spawn(self, *, restarts: int) -> None:
@@ -556,6 +557,8 @@ class ExaBGP:
         self._proc = proc
         self._pgid = proc.pid  # start_new_session: its own session and group
         self._started_at = t0
+        self._spawn_restarts = restarts
+        self._start_reported = False  # ExaBGPStarted goes out when its relay connects
         connected = asyncio.ensure_future(self._connected.wait())
         exited = asyncio.ensure_future(proc.wait())
         try:
@@ -570,16 +573,6 @@ class ExaBGP:
             why = f"exited with code {rc}" if rc is not None else f"relay did not connect within {self._start_timeout:.0f} s"
             self._log.error("exabgp_start_failed", pid=proc.pid, returncode=rc, why=why, log_tail=tail)
             raise RunError(f"ExaBGP {why}; {self.log_path} says: {tail or '(nothing)'}", node=self.name)
-        self.startup_seconds = time.monotonic() - t0
-        self._log.info(
-            "exabgp_started",
-            pid=proc.pid,
-            relay_pid=self.relay_pid,
-            restarts=restarts,
-            startup_seconds=round(self.startup_seconds, 3),
-            neighbors=len(self._neighbors),
-            bind=f"{self.bind_address}:{self.listen_port}",
-        )
 
     async def _watch(self) -> None:
         """Restart ExaBGP with backoff whenever it exits while we are running."""
@@ -614,8 +607,6 @@ class ExaBGP:
                     continue
                 if self._state != "running":
                     return
-                self.restarts += 1
-                self._on_event_safe(ExaBGPStarted(pid=self._proc.pid, restarts=self.restarts))  # type: ignore[union-attr]
                 break
 
     async def stop(self) -> None:
@@ -740,8 +731,24 @@ class ExaBGP:
             self._log.info("exabgp_relay_replaced", old_pid=old.pid, pid=pid)
             self._close_conn(old)
             await self._clear_pending("relay replaced")
-        conn.task = asyncio.create_task(self._read(conn), name=f"exabgp-read-{self.name}")
         self._log.debug("exabgp_relay_connected", relay_pid=pid)
+        proc = self._proc
+        if not self._start_reported and proc is not None:
+            # before the reader runs, so that ExaBGPStarted precedes this process's events
+            self._start_reported = True
+            self.restarts = self._spawn_restarts
+            self.startup_seconds = time.monotonic() - self._started_at
+            self._log.info(
+                "exabgp_started",
+                pid=proc.pid,
+                relay_pid=pid,
+                restarts=self._spawn_restarts,
+                startup_seconds=round(self.startup_seconds, 3),
+                neighbors=len(self._neighbors),
+                bind=f"{self.bind_address}:{self.listen_port}",
+            )
+            self._on_event_safe(ExaBGPStarted(pid=proc.pid, restarts=self._spawn_restarts))
+        conn.task = asyncio.create_task(self._read(conn), name=f"exabgp-read-{self.name}")
         self._connected.set()
 
     def _close_conn(self, conn: _Conn) -> None:
@@ -949,7 +956,11 @@ class ExaBGP:
         await self._send(withdraw_command(peer_address, prefix))
 
     async def teardown(self, peer_address: IPv4Address, code: int = 2) -> None:
-        """Send a NOTIFICATION Cease/<code> and close the session; ExaBGP reconnects by itself."""
+        """Send a NOTIFICATION Cease/<code> and close the session; ExaBGP reconnects by itself.
+
+        Acts only on a session ExaBGP holds Established; otherwise it is a no-op that
+        ExaBGP still acks `done`.
+        """
         await self._send(f"neighbor {peer_address} teardown {int(code)}", barrier=True)
 
     async def reconfigure(self, neighbors: Sequence[ExaNeighbor]) -> None:

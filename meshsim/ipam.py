@@ -169,10 +169,10 @@ class Ipam:
         for i in range(count):
             yield IPv4Network((base + ((start + i) % count) * step, pool.block_size))
 
-    def auto_assign(self, handle: str, node: str) -> Allocation:
+    def auto_assign(self, handle: str, node: str, pools: list[IPPool] | None = None) -> Allocation:
         if handle in self.allocations:
             raise IpamError(node, f"handle {handle} already has an address")
-        pools = self.pools_for(node)
+        pools = self.pools_for(node) if pools is None else pools
         if not pools:
             raise IpamError(node, "no enabled IPPool's nodeSelector selects this node")
         pool_names = {p.name for p in pools}

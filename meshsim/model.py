@@ -26,6 +26,10 @@ def veth_name(namespace: str, pod: str, prefix: str = "cali") -> str:
     return prefix + digest[:11]
 
 
+def tunnel_handle(node: str) -> str:
+    return f"ipip-tunnel-addr-{node}"
+
+
 @dataclass(frozen=True)
 class Pod:
     namespace: str
@@ -71,6 +75,11 @@ class Cluster:
                     iface = wep.interface_name or veth_name(wep.namespace, wep.pod)
                     cluster.pods[handle] = Pod(wep.namespace, wep.pod, wep.node, net.network_address, iface,
                                                pinned=True)
+        for node in scenario.nodes:
+            try:
+                cluster.assign_tunnel_address(node.name)
+            except IpamError as exc:
+                raise _resource_error(node.origin, "Node", node.name, "spec.bgp", exc.message) from None
         for node_name, count in scenario.spec.workloads:
             try:
                 cluster.add_pods(node_name, count)
@@ -80,6 +89,26 @@ class Cluster:
                 raise ScenarioError(path, exc.message, doc=spec.origin.doc if spec.origin else None, kind="Scenario",
                                     name=spec.name, field=f"spec.workloads.{node_name}") from None
         return cluster
+
+    # -- tunnel addresses ---------------------------------------------------------------------
+    def assign_tunnel_address(self, node: str) -> IPv4Address | None:
+        """calico-node's allocateip.go: a node using an IPIP pool takes its tunl0 address from the pool at
+        start-up, before any pod (handle `ipip-tunnel-addr-<node>`), so it holds a block even with no pods.
+        The address lives on tunl0 (local table only); it adds no line to the main table."""
+        handle = tunnel_handle(node)
+        if handle in self.ipam.allocations:
+            return self.ipam.allocations[handle].ip
+        pinned = self.scenario.node(node).ipip_tunnel_address
+        if pinned is not None:
+            return self.ipam.assign(handle, node, pinned).ip
+        pools = self.ipam.pools_for(node)
+        if not any(p.ipip_mode != "Never" for p in pools):
+            return None
+        return self.ipam.auto_assign(handle, node, pools=[p for p in pools if p.ipip_mode != "Never"]).ip
+
+    def tunnel_address(self, node: str) -> IPv4Address | None:
+        alloc = self.ipam.allocations.get(tunnel_handle(node))
+        return alloc.ip if alloc else None
 
     # -- pods -------------------------------------------------------------------------------
     def add_pods(self, node: str, count: int, namespace: str = "default") -> list[Pod]:
@@ -123,6 +152,7 @@ class Cluster:
             raise IpamError(node.name, "a node with this name already exists")
         self.scenario = replace(self.scenario, nodes=(*self.scenario.nodes, node))
         self.ipam.node_labels[node.name] = node.label_map
+        self.assign_tunnel_address(node.name)
 
     def remove_node(self, name: str) -> None:
         self.scenario.node(name)
@@ -138,7 +168,8 @@ class Cluster:
         # bird_aggr.cfg.template: every affine block (pending ones too, calico#6867) is a static blackhole
         # that the pool rule of calico_export_to_bgp_peers accepts.
         blocks = {b.cidr for b in self.ipam.blocks_of(node) if b.cidr.prefixlen < 32}
-        borrowed = {IPv4Network(a.ip) for a in self.ipam.allocations_on(node) if a.borrowed}
+        borrowed = {IPv4Network(a.ip) for a in self.ipam.allocations_on(node)
+                    if a.borrowed and a.handle != tunnel_handle(node)}
         return frozenset(blocks | borrowed)
 
     def affine_blocks(self, node: str) -> tuple[IPv4Network, ...]:

@@ -79,6 +79,7 @@ class Node:
     labels: tuple[tuple[str, str], ...] = ()
     asn: int | None = None
     rr_cluster_id: IPv4Address | None = None
+    ipip_tunnel_address: IPv4Address | None = None  # spec.bgp.ipv4IPIPTunnelAddr, to pin tunl0's address
     origin: Origin | None = field(default=None, compare=False)
 
     @property
@@ -317,8 +318,9 @@ def _node(doc: Doc, origin: Origin) -> Node:
     asn = doc.integer("spec.bgp.asNumber", None, 1, 4294967295)
     cluster = doc.address("spec.bgp.routeReflectorClusterID")
     labels = doc.labels("metadata.labels")
+    tunnel = doc.address("spec.bgp.ipv4IPIPTunnelAddr")
     return Node(name=name, address=address, subnet=subnet, labels=tuple(sorted(labels.items())), asn=asn,
-                rr_cluster_id=cluster, origin=origin)
+                rr_cluster_id=cluster, ipip_tunnel_address=tunnel, origin=origin)
 
 
 def _bgpconfig(doc: Doc, origin: Origin) -> BGPConfiguration:

@@ -53,13 +53,14 @@ def test_three_node_expected_table_has_blackhole_workloads_and_remote_blocks():
 
 
 def test_borrowed_addresses_are_32_routes_to_the_borrower_even_at_the_block_owner(write_yaml):
-    path = write_yaml(pool_doc(cidr="10.244.0.0/25"), node_doc("a", "10.0.0.1/24"), node_doc("b", "10.0.0.2/24"),
+    path = write_yaml(pool_doc(cidr="10.244.0.0/25", ipip="Never"), node_doc("a", "10.0.0.1/24"),
+                      node_doc("b", "10.0.0.2/24"),
                       node_doc("c", "10.0.0.3/24"), scenario_doc(workloads={"a": 60, "b": 60, "c": 1}))
     cluster = Cluster.build(load_scenario([path]))
     (borrowed,) = cluster.ipam.borrowed()
     owner = cluster.ipam.blocks[borrowed.block].affinity
     tables = expected_tables(cluster)
-    line = f"{borrowed.ip} via 10.0.0.3 dev tunl0 proto bird onlink "
+    line = f"{borrowed.ip} via 10.0.0.3 dev eth0 proto bird "
     assert line in tables[owner].render_ip().splitlines()  # /32 beats the owner's own blackhole
     assert f"blackhole {borrowed.block} proto bird " in tables[owner].render_ip().splitlines()
     other = ({"a", "b"} - {owner}).pop()

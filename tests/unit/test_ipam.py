@@ -56,7 +56,7 @@ def test_max_blocks_per_host_then_borrow():
 
 
 def test_borrowing_when_the_pool_is_exhausted_exports_a_32():
-    sc_cluster = _cluster(pool_doc(cidr="10.244.0.0/25", block_size=26), {"a": 60, "b": 60, "c": 2})
+    sc_cluster = _cluster(pool_doc(cidr="10.244.0.0/25", block_size=26, ipip="Never"), {"a": 60, "b": 60, "c": 2})
     borrowed = sc_cluster.ipam.borrowed()
     assert [a.node for a in borrowed] == ["c", "c"]
     assert sc_cluster.affine_blocks("c") == ()
@@ -77,7 +77,7 @@ def test_strict_affinity_refuses_to_borrow():
 def test_strict_affinity_error_in_a_scenario_names_the_workloads_field(write_yaml):
     ipamcfg = ("apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {name: default}\n"
                "spec: {strictAffinity: true}\n")
-    path = write_yaml(pool_doc(cidr="10.244.0.0/26"), ipamcfg, node_doc("a", "10.0.0.1/24"),
+    path = write_yaml(pool_doc(cidr="10.244.0.0/26", ipip="Never"), ipamcfg, node_doc("a", "10.0.0.1/24"),
                       node_doc("b", "10.0.0.2/24"), scenario_doc(workloads={"a": 1, "b": 1}))
     with pytest.raises(ScenarioError) as info:
         Cluster.build(load_scenario([path]))
@@ -125,7 +125,9 @@ def test_pinned_affinity_and_endpoint(write_yaml):
     cluster = _cluster_docs(pool_doc(), node_doc("a", "10.0.0.1/24"), aff, wep, scenario_doc(workloads={"a": 2}))
     assert cluster.affine_blocks("a") == (IPv4Network("10.244.42.64/26"),)
     pods = cluster.pods_on("a")
-    assert [str(p.ip) for p in pods] == ["10.244.42.64", "10.244.42.65", "10.244.42.68"]
+    # calico-node takes the tunl0 address first (IPIP pool), then pods fill the free ordinals in order
+    assert str(cluster.tunnel_address("a")) == "10.244.42.64"
+    assert [str(p.ip) for p in pods] == ["10.244.42.65", "10.244.42.66", "10.244.42.68"]
     assert next(p for p in pods if p.name == "nginx").interface == "caliba60dafcd06"
 
 
@@ -162,3 +164,12 @@ def _cluster_docs(*docs: str) -> Cluster:
         path.write_text("---\n".join(x if x.endswith("\n") else x + "\n" for x in docs))
         return Cluster.build(load_scenario([path]))
 
+
+
+def test_ipip_nodes_hold_a_block_for_their_tunnel_address_even_without_pods(write_yaml):
+    cluster = _cluster_docs(pool_doc(), node_doc("a", "10.0.0.1/24"), node_doc("b", "10.0.0.2/24"),
+                            scenario_doc(workloads={"a": 1}))
+    assert cluster.tunnel_address("b") is not None and len(cluster.affine_blocks("b")) == 1
+    assert cluster.pods_on("a")[0].ip == cluster.tunnel_address("a") + 1
+    never = _cluster_docs(pool_doc(ipip="Never"), node_doc("a", "10.0.0.1/24"), node_doc("b", "10.0.0.2/24"))
+    assert never.tunnel_address("a") is None and never.affine_blocks("a") == ()

@@ -11,7 +11,7 @@ OUT    ?= out/$(basename $(notdir $(SCENARIO)))
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,plots]'
 	touch $@
 
 setup: $(VENV)/.installed

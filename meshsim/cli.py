@@ -170,8 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="stay up after converging until Ctrl-C")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("node", help="(internal) run one node process; started by `meshsim run`")
-    p.add_argument("--config", required=True, help="the node's JSON config written by the runner")
+    p = sub.add_parser("node", help="run one node process (started by `meshsim run`, or one per container)")
+    p.add_argument("--config", help="the node's JSON config written by the runner")
+    p.add_argument("--scenario", nargs="+", metavar="FILE", help="compute the config from the scenario instead")
+    p.add_argument("--name", help="the Node this process is (with --scenario)")
+    p.add_argument("--bgp-port", type=int, default=179)
+    p.add_argument("--http-port", type=int, default=9179)
+    p.add_argument("--workdir", default="/tmp/meshsim-node")
+    p.add_argument("--loopback", action="store_true", help="bind the 127.x address mapped from the declared one")
     p.set_defaults(func=cmd_node)
     return parser
 
@@ -192,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: say so in one line; the traceback only when asked for
+        if (args.log_level or "").lower() == "debug":
+            raise
+        print(f"meshsim: internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug for the "
+              "traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -589,7 +589,7 @@ class ExaBGP:
                 lived_seconds=round(lived, 3), log_tail=self._log_tail(),
             )
             await self._kill_processes()  # the relay, and anything left in the group
-            self._drop_connection("exabgp exited")
+            await self._drop_connection("exabgp exited")
             self._on_event_safe(ExaBGPExited(returncode=rc, restarts=self.restarts))
             self._sessions_down(f"exabgp exited (returncode {rc})")
             if lived > 30.0:
@@ -655,7 +655,7 @@ class ExaBGP:
         await self._kill_processes()
         if proc is not None:
             self._log.info("exabgp_stopped", pid=proc.pid, returncode=proc.returncode, how=reason)
-        self._drop_connection(reason)
+        await self._drop_connection(reason)
         self._sessions_down(f"exabgp {reason}")
         server, self._server = self._server, None
         if server is not None:
@@ -757,14 +757,12 @@ class ExaBGP:
         with contextlib.suppress(Exception):
             conn.writer.close()
 
-    def _drop_connection(self, reason: str) -> None:
+    async def _drop_connection(self, reason: str) -> None:
         conn, self._conn = self._conn, None
         self._connected.clear()
         if conn is not None:
             self._close_conn(conn)
-        if self._pending:
-            self._log.info("exabgp_commands_unacked", count=len(self._pending), reason=reason)
-            self._pending.clear()
+        await self._clear_pending(reason)  # and wake senders waiting for acks
 
     async def _clear_pending(self, reason: str) -> None:
         async with self._acks:
@@ -918,7 +916,7 @@ class ExaBGP:
                     wedged = True
                 else:
                     wedged = False
-            if wedged:
+            if wedged and self._conn is conn:
                 self.commands_dropped += 1
                 self._log.error(
                     "exabgp_ack_timeout", command=command, pending=len(self._pending), timeout=self._ack_timeout, pid=self.pid,

@@ -16,6 +16,7 @@ Pure: no asyncio, no clock (time is a parameter).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Mapping
@@ -113,6 +114,7 @@ class FelixAgent:
     removed_at: dict[IPv4Network, float] = field(default_factory=dict)  # dst -> when last removed
     last_change: float | None = None
     changes: int = 0
+    log: deque = field(default_factory=lambda: deque(maxlen=50_000))  # (time, add|del|chg, dst, line)
 
     def set_local(self, blocks: Iterable[IPv4Network], workloads: Mapping[IPv4Address, str]) -> None:
         self.blocks = frozenset(blocks)
@@ -134,11 +136,14 @@ class FelixAgent:
         delta = self.table.diff(new)
         if delta.added or delta.removed:
             added = {r.dst for r in delta.added}
+            removed = {r.dst for r in delta.removed}
             for r in delta.removed:
                 if r.dst not in added:
                     self.removed_at[r.dst] = now
-            for dst in added:
-                self.changed_at[dst] = now
+                    self.log.append((now, "del", str(r.dst), r.render_ip().rstrip()))
+            for r in delta.added:
+                self.changed_at[r.dst] = now
+                self.log.append((now, "chg" if r.dst in removed else "add", str(r.dst), r.render_ip().rstrip()))
             self.table = new
             self.last_change = now
             self.changes += len(delta.added) + len(delta.removed)

@@ -161,6 +161,50 @@ class Cluster:
         self.ipam.forget_node(name)
         self.scenario = replace(self.scenario, nodes=tuple(n for n in self.scenario.nodes if n.name != name))
 
+    # -- live changes (a timeline's `apply`) ------------------------------------------------------
+    def apply(self, resource: object) -> str:
+        """Create or replace one resource, as `calicoctl apply` would. Returns what changed, for logs."""
+        from .resources import BGPConfiguration, BGPPeer, IPAMConfiguration, IPPool
+
+        sc = self.scenario
+        match resource:
+            case IPPool(name=name):
+                old = next((p for p in sc.pools if p.name == name), None)
+                if old is not None and (old.cidr != resource.cidr or old.block_size != resource.block_size):
+                    raise IpamError("-", f"IPPool {name}: cidr and blockSize cannot change once created")
+                for p in sc.pools:
+                    if p.name != name and p.cidr.overlaps(resource.cidr):
+                        raise IpamError("-", f"IPPool {name} overlaps IPPool {p.name}")
+                pools = tuple(resource if p.name == name else p for p in sc.pools) if old else (*sc.pools, resource)
+                self.scenario = replace(sc, pools=pools)
+                self.ipam.pools = pools
+                for n in self.scenario.nodes:
+                    self.assign_tunnel_address(n.name)
+                return f"IPPool {name} {'updated' if old else 'created'}"
+            case Node(name=name):
+                old = next((n for n in sc.nodes if n.name == name), None)
+                if old is None:
+                    self.add_node(resource)
+                    return f"Node {name} created"
+                if old.address != resource.address:
+                    raise IpamError(name, "a node's address cannot change in a running scenario")
+                self.scenario = replace(sc, nodes=tuple(resource if n.name == name else n for n in sc.nodes))
+                self.ipam.node_labels[name] = resource.label_map
+                return f"Node {name} updated"
+            case BGPConfiguration():
+                self.scenario = replace(sc, bgp=resource)
+                return "BGPConfiguration default updated"
+            case BGPPeer(name=name):
+                exists = any(p.name == name for p in sc.peers)
+                peers = tuple(resource if p.name == name else p for p in sc.peers) if exists else (*sc.peers, resource)
+                self.scenario = replace(sc, peers=peers)
+                return f"BGPPeer {name} {'updated' if exists else 'created'}"
+            case IPAMConfiguration():
+                self.scenario = replace(sc, ipam=resource)
+                self.ipam.config = resource
+                return "IPAMConfiguration default updated"
+        raise IpamError("-", f"cannot apply a {type(resource).__name__}")
+
     # -- what BGP carries ---------------------------------------------------------------------
     def originated(self, node: str) -> frozenset[IPv4Network]:
         """Routes in the node's BIRD that calico_export_to_bgp_peers may export: its confirmed affine

@@ -239,8 +239,8 @@ class NodeAgent:
             case _:
                 self.log.debug("event_ignored", event=repr(event))
 
-    def _session_down(self, s: Session, now: float, reason: str) -> None:
-        s.flaps += 1
+    def _session_down(self, s: Session, now: float, reason: str, flap: bool = True) -> None:
+        s.flaps += 1 if flap else 0
         s.established_at = None
         self.log.info("session_lost", peer=s.peer.name, reason=reason)
         self._outputs(self.speaker.handle(PeerDown(s.peer.name, reason), now))
@@ -259,11 +259,10 @@ class NodeAgent:
                     self.log.debug("route_dropped", peer=peer, prefix=str(prefix), reason=reason)
 
     async def _command_loop(self) -> None:
-        by_name = {p.name: p for p in self.config.peers}
         while True:
             kind, args = await self.commands.get()
             try:
-                peer = by_name.get(args[0]) or {p.name: p for p in self.config.peers}.get(args[0])
+                peer = next((p for p in self.config.peers if p.name == args[0]), None)
                 if peer is None or not self.bgp_running:
                     continue
                 addr = IPv4Address(peer.session_address)
@@ -288,6 +287,31 @@ class NodeAgent:
         self.felix.set_local([IPv4Network(b) for b in local.blocks],
                              {IPv4Address(ip): iface for ip, iface in local.workloads})
         self._flush_felix(now)
+
+    # -- live reconfiguration (confd re-rendering after a resource changed) ------------------------
+    async def reconfigure(self, body: dict[str, Any]) -> None:
+        """New peerings, pools or cluster ID: sessions that stay are not flapped (ExaBGP reload)."""
+        peers = tuple(PeerConfig(**p) for p in body["peers"])
+        pools = tuple(body.get("pools", self.config.pools))
+        cluster_id = body.get("cluster_id", self.config.cluster_id)
+        self.config = replace(self.config, peers=peers, pools=pools, cluster_id=cluster_id)
+        ip_pools = self.config.ip_pools()
+        now = time.time()
+        removed = [s for name, s in self.sessions.items() if name not in {p.name for p in peers}]
+        for s in removed:
+            if s.state == "up":
+                self._session_down(s, now, "peer removed", flap=False)  # deconfigured: lost, not a flap
+        cfg = replace(self.speaker.config, cluster_id=IPv4Address(cluster_id) if cluster_id else None,
+                      exportable_pools=tuple(p.cidr for p in ip_pools if p.exported))
+        self._outputs(self.speaker.set_config(cfg))
+        self._outputs(self.speaker.set_peers(self._peer_infos(peers)))
+        self._set_peers_state(peers)
+        self.felix.pools = ip_pools
+        self._flush_felix(now)
+        self.log.info("node_reconfigured", peers=len(peers), cluster_id=cluster_id, removed=[s.peer.name for s in removed])
+        if self.bgp_running:
+            await self.exa.reconfigure(self._neighbors())
+        await self._bump()
 
     # -- HTTP ----------------------------------------------------------------------------------
     def usage(self) -> dict[str, Any]:
@@ -366,6 +390,9 @@ class NodeAgent:
                 if fmt == "route":
                     return 200, table["route_n"]
                 return 200, table
+            case "GET", "/routelog":
+                since = float(query.get("since", "0"))
+                return 200, {"entries": [e for e in self.felix.log if e[0] >= since]}
             case "GET", "/rib":
                 return 200, self.rib()
             case "GET", "/counters":
@@ -385,6 +412,11 @@ class NodeAgent:
                     raise HttpError(400, "expected a JSON object with blocks, affine, workloads, originate")
                 self._apply_local(LocalState.from_json(body), time.time())
                 await self._bump()
+                return 200, {"ok": True, "version": self.version}
+            case "POST", "/config":
+                if not isinstance(body, dict) or "peers" not in body:
+                    raise HttpError(400, "expected a JSON object with peers, pools, cluster_id")
+                await self.reconfigure(body)
                 return 200, {"ok": True, "version": self.version}
             case "POST", "/stop":
                 await self.stop_bgp(reason="stop")
@@ -417,7 +449,30 @@ async def _amain(config: NodeConfig) -> int:
     return 0
 
 
+def config_from_scenario(files: list[str], name: str, *, bgp_port: int, http_port: int, workdir: str,
+                         loopback: bool) -> NodeConfig:
+    """A node started on its own (e.g. one container per node) computes its config from the scenario,
+    exactly as the runner would; `loopback=False` binds the declared address itself."""
+    from .model import Cluster
+    from .nodeconfig import node_configs
+    from .resources import load_scenario
+
+    cluster = Cluster.build(load_scenario(files))
+    cluster.scenario.node(name)
+    sessions = None if loopback else {n.name: n.address for n in cluster.scenario.nodes}
+    return node_configs(cluster, bgp_port=bgp_port, http_port=http_port, workdir=Path(workdir),
+                        session_addresses=sessions)[name]
+
+
 def main(args: Any) -> int:
-    config = NodeConfig.load(args.config)
+    if args.config:
+        config = NodeConfig.load(args.config)
+    else:
+        if not args.scenario or not args.name:
+            from .errors import RunError
+
+            raise RunError("meshsim node needs --config FILE, or --scenario FILE... --name NODE")
+        config = config_from_scenario(args.scenario, args.name, bgp_port=args.bgp_port, http_port=args.http_port,
+                                      workdir=args.workdir, loopback=args.loopback)
     configure(config.log_level, json=True)
     return asyncio.run(_amain(config))

@@ -240,6 +240,26 @@ class LocalFabric:
         if name in self.running():
             await self.post(name, "/local", local.to_json())
 
+    async def push_configs(self) -> list[str]:
+        """Re-render every node's config from the model (confd after a resource change); add NodeProcs for new
+        nodes and POST /config to running nodes whose peerings, pools or cluster ID changed."""
+        configs = node_configs(self.cluster, bgp_port=self.bgp_port, http_port=self.http_port, workdir=self.workdir,
+                               log_level=self.log_level)
+        changed = []
+        for name, cfg in configs.items():
+            node = self.nodes.get(name)
+            if node is None:
+                self.nodes[name] = NodeProc(name, cfg)
+                continue
+            old = node.config
+            node.config = replace(cfg, local=old.local)
+            if (old.peers, old.pools, old.cluster_id) != (cfg.peers, cfg.pools, cfg.cluster_id):
+                changed.append(name)
+                if name in self.running():
+                    await self.post(name, "/config", {"peers": [p.__dict__ for p in cfg.peers],
+                                                      "pools": list(cfg.pools), "cluster_id": cfg.cluster_id})
+        return changed
+
     def tail(self, name: str, lines: int = 5) -> str:
         node = self.nodes[name]
         if node.log_path is None or not node.log_path.exists():

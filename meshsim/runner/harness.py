@@ -90,6 +90,23 @@ class Harness:
             if n.name in always or before.get(n.name) != self.cluster.originated(n.name):
                 await self.fabric.push_local(n.name)
 
+    async def apply(self, resource: object) -> str:
+        what = self.cluster.apply(resource)
+        await self.fabric.push_configs()
+        for n in self.cluster.scenario.nodes:  # a new IPIP pool gives nodes a tunnel address (and maybe a block)
+            await self.fabric.push_local(n.name)
+        return what
+
+    async def add_node(self, node: object, workloads: int = 0) -> None:
+        self.cluster.add_node(node)  # type: ignore[arg-type]
+        if workloads:
+            self.cluster.add_pods(node.name, workloads)  # type: ignore[attr-defined]
+        await self.fabric.push_configs()
+        await self.start_node(node.name)  # type: ignore[attr-defined]
+
+    async def disconnect(self, node: str, peer: str) -> None:
+        await self.fabric.post(node, "/teardown", {"peer": peer})
+
     async def stop_node(self, name: str) -> None:
         self.observer.unwatch(name)
         await self.fabric.stop_node(name)

@@ -24,7 +24,10 @@ from ..logs import get_logger
 from ..metrics import Convergence, convergence, spread, totals
 from ..model import Cluster
 from ..resources import load_scenario
+from ..report import markdown, plots
+from ..timeline import parse_timeline
 from .harness import Harness
+from .timeline import run_step
 
 SCHEMA = "meshsim.report/v1"
 
@@ -91,12 +94,34 @@ def _progress_printer(stream=sys.stderr):
     return show, done
 
 
+def _event_progress(i: int, total: int, what: str, stream=sys.stderr):
+    tty = stream.isatty()
+    last = [0.0]
+
+    def show(conv: Convergence, elapsed: float) -> None:
+        width = 20
+        filled = int(width * (i + (conv.nodes_converged / max(1, len(conv.diffs)))) / max(1, total))
+        bar = "#" * filled + "." * (width - filled)
+        line = (f"[{bar}] event {i + 1}/{total} {what}: {elapsed:5.1f}s, "
+                f"{conv.nodes_converged}/{len(conv.diffs)} nodes converged")
+        if tty:
+            stream.write("\r" + line[:110].ljust(110))
+            stream.flush()
+        elif time.monotonic() - last[0] >= 2.0:
+            last[0] = time.monotonic()
+            stream.write(line + "\n")
+            stream.flush()
+
+    return show
+
+
 def cold_figures(conv: Convergence, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "converged": conv.converged,
         "time_to_established_s": None if conv.sessions_time is None else round(conv.sessions_time, 3),
         "time_to_converged_s": None if conv.time is None else round(conv.time, 3),
         "per_node_s": spread(list(conv.per_node.values())),
+        "per_node": {n: round(v, 3) for n, v in conv.per_node.items()},
         "sessions_expected": conv.sessions_expected, "sessions_established": conv.sessions_up,
         "not_converged": {n: d.to_json() for n, d in conv.diffs.items() if not d.equal},
         **totals(snapshots),
@@ -110,7 +135,14 @@ def write_outputs(out: Path, result: RunResult) -> None:
     for name, snap in result.snapshots.items():
         (out / "routes" / f"{name}.ip").write_text(snap["routes"]["ip"])
         (out / "status" / f"{name}.txt").write_text(snap["status"]["text"])
-    (out / "report.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    data = result.to_json()
+    (out / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+    try:
+        files = plots(data, out)
+    except Exception as exc:  # a plotting problem must not lose the measurements
+        get_logger(component="report").warning("plots_failed", error=str(exc))
+        files = []
+    (out / "report.md").write_text(markdown(data, files))
 
 
 def summary(result: RunResult) -> str:
@@ -128,6 +160,19 @@ def summary(result: RunResult) -> str:
         for name, d in list(c.get("not_converged", {}).items())[:5]:
             lines.append(f"    {name}: missing {len(d['missing'])} {d['missing'][:2]}, extra {len(d['extra'])} "
                          f"{d['extra'][:2]}")
+    for e in result.events:
+        if e.get("error"):
+            lines.append(f"  event {e['index']} {e['event']}: FAILED: {e['error']}")
+        elif e.get("waited") is False:
+            lines.append(f"  event {e['index']} {e['event']}: done (not waited for)")
+        elif e.get("converged"):
+            bo = e.get("blackouts") or []
+            lines.append(f"  event {e['index']} {e['event']}: converged in {e['convergence_s']:.2f} s, "
+                         f"{e['routes_changed']} route changes, {e['updates_received']} UPDATEs rx"
+                         + (f", {len(bo)} blackouts (max {max(b['seconds'] for b in bo):.2f} s)" if bo else ""))
+        else:
+            lines.append(f"  event {e['index']} {e['event']}: NOT converged within {e['timeout_s']:.0f} s "
+                         f"({len(e.get('not_converged', {}))} nodes differ)")
     t = totals(result.snapshots)
     lines.append(f"  UPDATEs sent {t['updates_sent']}, received {t['updates_received']}; withdrawals sent "
                  f"{t['withdrawals_sent']}, received {t['withdrawals_received']}; session flaps {t['flaps']}")
@@ -149,6 +194,7 @@ async def run_scenario(files: list[str], *, out: Path | None = None, bgp_port: i
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)
+    steps = parse_timeline(scenario)  # a bad timeline is rejected before anything starts
     result = RunResult(scenario=scenario.name, files=[str(f) for f in files], started_at=time.time(),
                        nodes=[n.name for n in scenario.nodes])
     harness = Harness(cluster, bgp_port=bgp_port, log_level=log_level)
@@ -163,6 +209,16 @@ async def run_scenario(files: list[str], *, out: Path | None = None, bgp_port: i
         result.cold = cold_figures(conv, harness.observer.snapshots)
         result.snapshots = dict(harness.observer.snapshots)
         log.info("cold_start_measured", converged=result.converged, seconds=result.cold["time_to_converged_s"])
+        for i, step in enumerate(steps):
+            show_event = _event_progress(i, len(steps), step.describe()) if progress else None
+            ev = await run_step(harness, step, result.started_at, show_event)
+            if progress:
+                done()
+            result.events.append(ev)
+            log.info("event_measured", what=ev["event"], converged=ev.get("converged"),
+                     seconds=ev.get("convergence_s"))
+            result.snapshots = dict(harness.observer.snapshots)
+        result.converged = result.converged and all(ev.get("converged", True) for ev in result.events)
         if keep_running:
             print("converged; nodes keep running until Ctrl-C "
                   f"(try: meshsim status {' '.join(map(str, files))} --node {result.nodes[0]})", file=sys.stderr)

@@ -26,6 +26,16 @@ class Observer:
         self.updated = asyncio.Event()
         self._tasks: dict[str, asyncio.Task] = {}
         self.dead: dict[str, str] = {}  # node -> why it stopped answering unexpectedly
+        self.peaks: dict[str, int] = {}  # node -> peak RSS (node + ExaBGP) seen since reset_peaks()
+
+    def reset_peaks(self) -> None:
+        self.peaks = {}
+
+    def _record(self, name: str, snap: dict[str, Any]) -> None:
+        self.snapshots[name] = snap
+        u = snap["counters"]["usage"]
+        rss = u["node"]["rss_bytes"] + u["exabgp"]["rss_bytes"]
+        self.peaks[name] = max(self.peaks.get(name, 0), rss)
 
     def watch(self, name: str) -> None:
         if name in self._tasks and not self._tasks[name].done():
@@ -52,7 +62,7 @@ class Observer:
                 snap = await self.fabric.get(name, f"/state?after={version}&timeout=5", timeout=10)
                 failures = 0
                 version = snap["version"]
-                self.snapshots[name] = snap
+                self._record(name, snap)
                 self.updated.set()
             except asyncio.CancelledError:
                 raise
@@ -72,7 +82,7 @@ class Observer:
         """Fetch a fresh snapshot now (e.g. right after pushing a change)."""
         for name in names:
             try:
-                self.snapshots[name] = await self.fabric.get(name, "/state", timeout=5)
+                self._record(name, await self.fabric.get(name, "/state", timeout=5))
             except Exception:
                 pass
 

@@ -275,6 +275,7 @@ async def test_teardown_reconfigure_and_wedged_stop(lab: Lab) -> None:
     c, ec = lab.adapter("c", 3, [lab.neighbor(3, 1, passive=False, hold=3)], stop_timeout=1.0)
     await asyncio.gather(a.start(), b.start(), c.start())
     await eb.wait(state(a_ip, "up"), 20)
+    await ea.wait(state(b_ip, "up"), 20)  # teardown acts only on sessions A holds established
 
     # teardown: Cease/2 to B, which reconnects by itself
     mark = len(eb.items)

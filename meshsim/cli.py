@@ -122,6 +122,18 @@ def cmd_node(args: argparse.Namespace) -> int:
     return node_main(args)
 
 
+def cmd_compose(args: argparse.Namespace) -> int:
+    from .compose import main as compose_main
+
+    return compose_main(args)
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from .runner.remote import main as controller_main
+
+    return controller_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshsim", description="Emulate Calico's BGP control plane: IPAM, "
                                      "node-to-node mesh and route reflectors, with real BGP over ExaBGP.")
@@ -170,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="stay up after converging until Ctrl-C")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("compose", help="write a docker-compose file running the scenario, one container per node")
+    p.add_argument("files", nargs="+", metavar="SCENARIO")
+    p.add_argument("-o", "--output", required=True, help="the compose file to write")
+    p.add_argument("--scenario-path", default=None,
+                   help="where the scenario files are inside the containers (default: as given, under /meshsim)")
+    p.set_defaults(func=cmd_compose)
+
+    p = sub.add_parser("controller", help="(compose) wait for the node containers, run the timeline, write the report")
+    p.add_argument("files", nargs="+", metavar="SCENARIO")
+    p.add_argument("--out", default="/reports", help="report folder (default /reports)")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.set_defaults(func=cmd_controller)
+
     p = sub.add_parser("node", help="run one node process (started by `meshsim run`, or one per container)")
     p.add_argument("--config", help="the node's JSON config written by the runner")
     p.add_argument("--scenario", nargs="+", metavar="FILE", help="compute the config from the scenario instead")
@@ -178,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=9179)
     p.add_argument("--workdir", default="/tmp/meshsim-node")
     p.add_argument("--loopback", action="store_true", help="bind the 127.x address mapped from the declared one")
+    p.add_argument("--dataplane", choices=("sim", "kernel"), default=None,
+                   help="kernel: also program this host's (container's, namespace's) routing table")
     p.set_defaults(func=cmd_node)
     return parser
 

@@ -104,6 +104,12 @@ class NodeAgent:
         self.workdir = Path(config.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.exa = self._make_exabgp()
+        self.dataplane = None
+        self.dataplane_tasks: asyncio.Queue = asyncio.Queue()
+        if config.dataplane == "kernel":
+            from .dataplane import KernelDataplane
+
+            self.dataplane = KernelDataplane(self.log, netns=config.netns, host_interface=config.interface)
 
     # -- configuration -----------------------------------------------------------------------
     def _peer_infos(self, peers: tuple[PeerConfig, ...]) -> list[PeerInfo]:
@@ -140,7 +146,8 @@ class NodeAgent:
                       http_port=self.config.http_port, bgp_port=self.config.bgp_port, peers=len(self.config.peers))
         self._apply_local(self.local, time.time())
         workers = [asyncio.create_task(self._event_loop(), name="events"),
-                   asyncio.create_task(self._command_loop(), name="commands")]
+                   asyncio.create_task(self._command_loop(), name="commands"),
+                   asyncio.create_task(self._dataplane_loop(), name="dataplane")]
         try:
             await self.start_bgp()
             await self.shutdown.wait()
@@ -277,6 +284,14 @@ class NodeAgent:
         delta = self.felix.apply(now)
         if delta.added or delta.removed:
             self.log.debug("routes_programmed", added=len(delta.added), removed=len(delta.removed))
+            if self.dataplane is not None:
+                self.dataplane_tasks.put_nowait(delta)
+
+    async def _dataplane_loop(self) -> None:
+        while True:
+            delta = await self.dataplane_tasks.get()
+            if self.dataplane is not None:
+                await self.dataplane.apply(delta)
 
     # -- local state from the datastore ---------------------------------------------------------------
     def _apply_local(self, local: LocalState, now: float) -> None:
@@ -384,6 +399,10 @@ class NodeAgent:
                 return 200, self.status()
             case "GET", "/routes":
                 fmt = query.get("format")
+                if fmt == "kernel":
+                    if self.dataplane is None:
+                        raise HttpError(409, "this node runs with the simulated dataplane (--dataplane sim)")
+                    return 200, await self.dataplane.kernel_table()
                 table = self.routes()
                 if fmt == "ip":
                     return 200, table["ip"]
@@ -474,5 +493,7 @@ def main(args: Any) -> int:
             raise RunError("meshsim node needs --config FILE, or --scenario FILE... --name NODE")
         config = config_from_scenario(args.scenario, args.name, bgp_port=args.bgp_port, http_port=args.http_port,
                                       workdir=args.workdir, loopback=args.loopback)
+    if getattr(args, "dataplane", None):
+        config = replace(config, dataplane=args.dataplane)
     configure(config.log_level, json=True)
     return asyncio.run(_amain(config))

@@ -80,6 +80,8 @@ class NodeConfig:
     local: LocalState
     workdir: str
     log_level: str = "info"
+    dataplane: str = "sim"  # sim: the route table is simulated; kernel: also programmed into the real kernel
+    netns: str | None = None  # program that network namespace instead of our own
 
     def to_json(self) -> str:
         data = asdict(self)

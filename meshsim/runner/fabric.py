@@ -71,6 +71,13 @@ class LocalFabric:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start_node(self, name: str) -> None:
         node = self.nodes[name]
+        if node.killer is not None and not node.killer.done():
+            node.killer.cancel()
+        if node.frozen:  # a crashed (frozen) node is finished off before it starts again
+            self._kill_groups(node)
+            if node.proc is not None:
+                await node.proc.wait()
+            node.frozen = False
         if node.proc is not None and node.proc.returncode is None:
             return
         node.config = replace(node.config, local=LocalState.of(self.cluster, name))

@@ -21,12 +21,15 @@ from .observe import Observer, Progress
 
 class Harness:
     def __init__(self, cluster: Cluster, *, bgp_port: int | None = None, http_port: int | None = None,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", fabric: Any = None) -> None:
+        """`fabric` defaults to a LocalFabric (processes on this machine); any object with the same methods
+        (start_node, wait_ready, stop_node, kill_node, push_local, push_configs, get, post, running, tail,
+        collect_logs, close) can drive nodes elsewhere, e.g. containers."""
         self.cluster = cluster
         kwargs: dict[str, Any] = {"bgp_port": bgp_port, "log_level": log_level}
         if http_port is not None:
             kwargs["http_port"] = http_port
-        self.fabric = LocalFabric(cluster, **kwargs)
+        self.fabric = fabric if fabric is not None else LocalFabric(cluster, **kwargs)
         self.observer = Observer(self.fabric)
         self.started_at = 0.0
 
@@ -116,14 +119,6 @@ class Harness:
         await self.fabric.kill_node(name, mode=mode)
 
     async def start_node(self, name: str) -> None:
-        node = self.fabric.nodes[name]
-        if node.killer is not None and not node.killer.done():
-            node.killer.cancel()
-        if node.frozen:
-            self.fabric._kill_groups(node)
-            if node.proc is not None:
-                await node.proc.wait()
-            node.frozen = False
         await self.fabric.start_node(name)
         await self.fabric.wait_ready([name])
         self.observer.watch(name)

@@ -43,6 +43,7 @@ class RunResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     interrupted: bool = False
+    mode: str = "local"
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     expected: dict[str, str] = field(default_factory=dict)
 
@@ -64,7 +65,7 @@ class RunResult:
                 "cpu_seconds": usage["node"]["cpu_seconds"], "rss_bytes": usage["node"]["rss_bytes"],
                 "exabgp": usage["exabgp"],
             }
-        return {"schema": SCHEMA, "scenario": self.scenario, "files": self.files, "mode": "local",
+        return {"schema": SCHEMA, "scenario": self.scenario, "files": self.files, "mode": self.mode,
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
                 "converged": self.converged, "interrupted": self.interrupted, "error": self.error,
                 "cold_start": self.cold, "events": self.events, "totals": totals(self.snapshots),
@@ -190,14 +191,17 @@ def summary(result: RunResult) -> str:
 
 async def run_scenario(files: list[str], *, out: Path | None = None, bgp_port: int | None = None,
                        timeout: float = 120.0, progress: bool = True, keep_running: bool = False,
-                       log_level: str = "info") -> RunResult:
+                       log_level: str = "info", fabric_factory: Any = None, mode: str = "local") -> RunResult:
+    """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` supplies where the nodes run
+    (default: processes on this machine)."""
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)
     steps = parse_timeline(scenario)  # a bad timeline is rejected before anything starts
     result = RunResult(scenario=scenario.name, files=[str(f) for f in files], started_at=time.time(),
-                       nodes=[n.name for n in scenario.nodes])
-    harness = Harness(cluster, bgp_port=bgp_port, log_level=log_level)
+                       nodes=[n.name for n in scenario.nodes], mode=mode)
+    harness = Harness(cluster, bgp_port=bgp_port, log_level=log_level,
+                      fabric=fabric_factory(cluster) if fabric_factory else None)
     show, done = _progress_printer() if progress else (None, lambda: None)
     result.expected = {n: t.render_ip() for n, t in expected_tables(cluster).items()}
     try:

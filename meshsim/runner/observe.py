@@ -60,6 +60,9 @@ class Observer:
         while True:
             try:
                 snap = await self.fabric.get(name, f"/state?after={version}&timeout=5", timeout=10)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # 3.11's wait_for drops a cancel that races the answer
+                    raise asyncio.CancelledError
                 failures = 0
                 version = snap["version"]
                 self._record(name, snap)

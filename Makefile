@@ -25,3 +25,15 @@ test: setup
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# Docker compose (README "Docker compose"): wheels for offline image builds, the top-level compose file,
+# and the compose end-to-end tests alone
+.PHONY: wheelhouse compose-file e2e
+wheelhouse: setup
+	./scripts/wheelhouse.sh
+
+compose-file: setup
+	$(VENV)/bin/meshsim compose scenarios/compose-mesh.yaml -o docker-compose.yml
+
+e2e: setup
+	$(VENV)/bin/python -m pytest -q -ra -m e2e tests/e2e

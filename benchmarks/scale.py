@@ -38,7 +38,7 @@ async def one(design: str, n: int, workdir: Path, timeout: float) -> dict:
     c = result.cold
     return {
         "converged": result.converged, "nodes": len(result.nodes),
-        "sessions": c.get("sessions_expected", 0),
+        "sessions": c.get("sessions_expected", 0) // 2,  # BGP sessions (each has two ends)
         "established": c.get("time_to_established_s") or float("nan"),
         "converged_s": c.get("time_to_converged_s") or float("nan"),
         "updates": c.get("updates_received", 0),

@@ -28,9 +28,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .resources import load_scenario
     from .model import Cluster
 
+    from .timeline import parse_timeline
+
     scenario = load_scenario(args.files)
     cluster = Cluster.build(scenario)
-    print(f"{', '.join(scenario.files)}: OK (scenario {scenario.name})")
+    steps = parse_timeline(scenario)
+    print(f"{', '.join(scenario.files)}: OK (scenario {scenario.name}, {len(steps)} events)")
     pools = ", ".join(f"{p.name} {p.cidr} /{p.block_size} ipip {p.ipip_mode}" for p in scenario.pools)
     print(f"IPPool: {len(scenario.pools)} ({pools})")
     rr = [n.name for n in scenario.nodes if n.rr_cluster_id]
@@ -122,6 +125,45 @@ def cmd_node(args: argparse.Namespace) -> int:
     return node_main(args)
 
 
+def cmd_birdnode(args: argparse.Namespace) -> int:
+    from .birdnode import main as birdnode_main
+
+    return birdnode_main(args)
+
+
+def _csv(text: str, kind: type, flag: str) -> list:
+    from .errors import ScenarioError
+
+    try:
+        values = [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ScenarioError("<command line>", "is not a comma-separated list", field=flag,
+                            expected="like mesh,rr or 10,25", got=text) from None
+    if not values:
+        raise ScenarioError("<command line>", "is empty", field=flag, expected="at least one value", got=text)
+    return values
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from .runner.compare import compare
+
+    designs = _csv(args.designs, str, "--designs")
+    sizes = _csv(args.nodes, int, "--nodes")
+    if any(n < 2 for n in sizes):
+        from .errors import ScenarioError
+
+        raise ScenarioError("<command line>", "a cluster needs at least 2 nodes", field="--nodes", got=args.nodes)
+    out = Path(args.out)
+    data = asyncio.run(compare(args.scenario, designs=designs, sizes=sizes, reflectors=args.reflectors,
+                               repeat=args.repeat, out=out, timeout=args.timeout, pods=args.pods))
+    print((out / "comparison.md").read_text())
+    ok = all(m.get("converged") for d in data["medians"].values() for m in d.values())
+    return 0 if ok else 1
+
+
 def cmd_compose(args: argparse.Namespace) -> int:
     from .compose import main as compose_main
 
@@ -180,7 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BGP port for every node (default: 179 as root, otherwise 17900)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for convergence (default 120)")
     p.add_argument("--keep-running", action="store_true", help="stay up after converging until Ctrl-C")
+    p.add_argument("--isolation", choices=("loopback", "netns"), default="loopback",
+                   help="loopback: every node on its own 127.x address (default); netns (root): every node in a "
+                        "network namespace of its own on a bridge, holding its declared address (needed by "
+                        "implementation: bird nodes and external peers)")
+    p.add_argument("--dataplane", choices=("sim", "kernel"), default="sim",
+                   help="kernel (with --isolation netns): meshsim nodes also program their namespace's routing "
+                        "table, so `ip -n msim-<run>-<node> route` shows the routes")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="run the scenario's timeline on generated clusters, mesh vs route reflectors")
+    p.add_argument("scenario", metavar="SCENARIO", help="gives the pool, timers and events")
+    p.add_argument("--designs", default="mesh,rr", help="comma-separated: mesh, rr (default mesh,rr)")
+    p.add_argument("--nodes", default="10,25", help="cluster sizes, comma-separated (default 10,25)")
+    p.add_argument("--reflectors", type=int, default=2, help="route reflectors in the rr design (default 2)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per size and design; medians are reported")
+    p.add_argument("--pods", type=int, default=2, help="pods per node at start (default 2)")
+    p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("compose", help="write a docker-compose file running the scenario, one container per node")
     p.add_argument("files", nargs="+", metavar="SCENARIO")
@@ -205,7 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loopback", action="store_true", help="bind the 127.x address mapped from the declared one")
     p.add_argument("--dataplane", choices=("sim", "kernel"), default=None,
                    help="kernel: also program this host's (container's, namespace's) routing table")
+    p.add_argument("--hold-bgp", action="store_true",
+                   help="serve HTTP at once but start BGP only on POST /start (the compose controller starts "
+                        "every node, so the cold start is measured as `meshsim run` measures it)")
     p.set_defaults(func=cmd_node)
+
+    p = sub.add_parser("birdnode", help="run one node as real BIRD 2 (started by `meshsim run --isolation netns` "
+                                        "for nodes whose Scenario host says implementation: bird)")
+    p.add_argument("--config", required=True, help="the node's JSON config written by the runner")
+    p.add_argument("--netns", default=None, help="the network namespace BIRD runs in (default: the config's)")
+    p.set_defaults(func=cmd_birdnode)
     return parser
 
 

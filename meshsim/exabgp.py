@@ -365,8 +365,10 @@ class ExaBGP:
         stop_timeout: float = 5.0,
         ack_timeout: float = 30.0,
         window: int = 64,
+        argv_prefix: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.argv_prefix = tuple(argv_prefix)  # e.g. ("ip", "netns", "exec", NS): run ExaBGP in a network namespace
         self.bind_address = IPv4Address(bind_address)
         self.listen_port = listen_port
         self._neighbors = tuple(neighbors)
@@ -466,8 +468,8 @@ class ExaBGP:
     def _exabgp_argv(self) -> list[str]:
         exe = Path(sys.executable).with_name("exabgp")
         if exe.exists():
-            return [str(exe), "server", str(self.config_path)]
-        return [sys.executable, "-m", "exabgp", "server", str(self.config_path)]
+            return [*self.argv_prefix, str(exe), "server", str(self.config_path)]
+        return [*self.argv_prefix, sys.executable, "-m", "exabgp", "server", str(self.config_path)]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.lower().startswith("exabgp")}
@@ -485,7 +487,7 @@ class ExaBGP:
             exabgp_log_level="WARNING",
             exabgp_log_destination="stdout",
             exabgp_log_statistics="false",
-            exabgp_reactor_speed="10",
+            exabgp_reactor_speed=os.environ.get("MESHSIM_EXABGP_REACTOR_SPEED", "10"),
             EXABGP_ENVFILE=str(self.env_path),  # empty: all settings come from this environment
             PYTHONUNBUFFERED="1",
         )

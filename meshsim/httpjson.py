@@ -97,3 +97,15 @@ async def request(host: str, port: int, method: str = "GET", path: str = "/", bo
         return status, payload.decode()
 
     return await asyncio.wait_for(go(), timeout)
+
+
+async def wait_for_version(changed: asyncio.Condition, version: Callable[[], int], after: int, timeout: float) -> None:
+    """Long poll: return once `version()` > `after`, or after `timeout` seconds (at most 30)."""
+    timeout = min(timeout, 30.0)
+    if version() > after or timeout <= 0:
+        return
+    try:
+        async with changed:
+            await asyncio.wait_for(changed.wait_for(lambda: version() > after), timeout)
+    except asyncio.TimeoutError:
+        pass

@@ -31,7 +31,7 @@ from typing import Any
 from . import exabgp as exa
 from .bgptypes import PathAttrs
 from .felix import FelixAgent, HostView
-from .httpjson import HttpError, serve
+from .httpjson import HttpError, serve, wait_for_version
 from .logs import configure, get_logger
 from .nodeconfig import LocalState, NodeConfig, PeerConfig
 from .render import StatusRow, node_status
@@ -74,8 +74,9 @@ class Session:
 
 
 class NodeAgent:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, hold_bgp: bool = False) -> None:
         self.config = config
+        self.hold_bgp = hold_bgp  # serve HTTP but start BGP only on POST /start (the compose controller does)
         self.log = get_logger(node=config.name)
         self.address = IPv4Address(config.address)
         pools = config.ip_pools()
@@ -137,11 +138,13 @@ class NodeAgent:
         return exa.ExaBGP(name=self.config.name, bind_address=IPv4Address(self.config.session_address),
                           listen_port=self.config.bgp_port, neighbors=self._neighbors(),
                           workdir=self.workdir / "exabgp", on_event=self.events.put_nowait,
-                          log=self.log)
+                          log=self.log,
+                          argv_prefix=("ip", "netns", "exec", self.config.bgp_netns) if self.config.bgp_netns else ())
 
     # -- main loop -----------------------------------------------------------------------------
     async def run(self) -> None:
-        server = await serve(self.config.session_address, self.config.http_port, self.handle_http)
+        server = await serve(self.config.http_address or self.config.session_address, self.config.http_port,
+                             self.handle_http)
         self.log.info("node_started", session_address=self.config.session_address,
                       http_port=self.config.http_port, bgp_port=self.config.bgp_port, peers=len(self.config.peers))
         self._apply_local(self.local, time.time())
@@ -149,7 +152,8 @@ class NodeAgent:
                    asyncio.create_task(self._command_loop(), name="commands"),
                    asyncio.create_task(self._dataplane_loop(), name="dataplane")]
         try:
-            await self.start_bgp()
+            if not self.hold_bgp:
+                await self.start_bgp()
             await self.shutdown.wait()
         finally:
             await self.stop_bgp(reason="shutdown")
@@ -307,6 +311,10 @@ class NodeAgent:
     async def reconfigure(self, body: dict[str, Any]) -> None:
         """New peerings, pools or cluster ID: sessions that stay are not flapped (ExaBGP reload)."""
         peers = tuple(PeerConfig(**p) for p in body["peers"])
+        old_names = {p.session_address: p.name for p in self.config.peers}
+        # a protocol replaced by another one to the same address (Mesh_X -> Node_X): BIRD drops the old
+        # protocol's session and the new protocol connects afresh; ExaBGP would keep the TCP session, so reset it
+        renamed = [p for p in peers if old_names.get(p.session_address) not in (None, p.name)]
         pools = tuple(body.get("pools", self.config.pools))
         cluster_id = body.get("cluster_id", self.config.cluster_id)
         self.config = replace(self.config, peers=peers, pools=pools, cluster_id=cluster_id)
@@ -326,6 +334,8 @@ class NodeAgent:
         self.log.info("node_reconfigured", peers=len(peers), cluster_id=cluster_id, removed=[s.peer.name for s in removed])
         if self.bgp_running:
             await self.exa.reconfigure(self._neighbors())
+            for p in renamed:
+                await self.exa.teardown(IPv4Address(p.session_address), code=3)
         await self._bump()
 
     # -- HTTP ----------------------------------------------------------------------------------
@@ -340,6 +350,7 @@ class NodeAgent:
         rows = [s.row() for s in self.sessions.values()]
         return {
             "name": self.config.name, "address": self.config.address, "bgp_running": self.bgp_running,
+            "run_id": self.config.run_id, "pid": os.getpid(),
             "sessions": [{"name": s.peer.name, "peer": s.peer.address, "peer_node": s.peer.peer_node,
                           "type": s.peer.type, "state": s.state, "since": hms(s.since), "since_ts": s.since,
                           "info": s.info, "established_at": s.established_at, "flaps": s.flaps,
@@ -417,14 +428,8 @@ class NodeAgent:
             case "GET", "/counters":
                 return 200, self.counters()
             case "GET", "/state":
-                after = int(query.get("after", "-1"))
-                timeout = min(float(query.get("timeout", "0")), 30.0)
-                if self.version <= after and timeout > 0:
-                    try:
-                        async with self.changed:
-                            await asyncio.wait_for(self.changed.wait_for(lambda: self.version > after), timeout)
-                    except asyncio.TimeoutError:
-                        pass
+                await wait_for_version(self.changed, lambda: self.version, int(query.get("after", "-1")),
+                                       float(query.get("timeout", "0")))
                 return 200, self.state()
             case "POST", "/local":
                 if not isinstance(body, dict):
@@ -459,8 +464,8 @@ class NodeAgent:
         raise HttpError(404, f"no endpoint {method} {path}")
 
 
-async def _amain(config: NodeConfig) -> int:
-    agent = NodeAgent(config)
+async def _amain(config: NodeConfig, hold_bgp: bool = False) -> int:
+    agent = NodeAgent(config, hold_bgp=hold_bgp)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.shutdown.set)
@@ -496,4 +501,4 @@ def main(args: Any) -> int:
     if getattr(args, "dataplane", None):
         config = replace(config, dataplane=args.dataplane)
     configure(config.log_level, json=True)
-    return asyncio.run(_amain(config))
+    return asyncio.run(_amain(config, hold_bgp=bool(getattr(args, "hold_bgp", False))))

@@ -80,8 +80,11 @@ class NodeConfig:
     local: LocalState
     workdir: str
     log_level: str = "info"
+    run_id: str = ""  # which run started this node: a runner refuses to talk to another run's nodes
     dataplane: str = "sim"  # sim: the route table is simulated; kernel: also programmed into the real kernel
     netns: str | None = None  # program that network namespace instead of our own
+    http_address: str | None = None  # serve HTTP here instead of on session_address (netns runner: a 127.x address)
+    bgp_netns: str | None = None  # run the BGP engine (ExaBGP, BIRD) in this network namespace (`ip netns exec`)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -155,8 +155,8 @@ def comparison_markdown(data: dict[str, Any], plot_files: list[str]) -> str:
             a, b = values
             if a is None or b is None:
                 cells.append("-")
-            elif a == b:
-                cells.append("tie")
+            elif a == b or (min(a, b) > 0 and max(a, b) / min(a, b) < 1.05):
+                cells.append("tie (within 5%)")
             else:
                 lo, hi = (a, b) if a < b else (b, a)
                 who = label[designs[0]] if a < b else label[designs[1]]

@@ -15,13 +15,14 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunError
-from ..httpjson import request
 from ..logs import get_logger
+from .nodeapi import NodeApi
 from ..model import Cluster
 from ..nodeconfig import LocalState, NodeConfig, node_configs
 
@@ -45,7 +46,7 @@ class NodeProc:
     pids_seen: set[int] = field(default_factory=set)
 
 
-class LocalFabric:
+class LocalFabric(NodeApi):
     def __init__(self, cluster: Cluster, *, bgp_port: int | None = None, http_port: int = DEFAULT_HTTP_PORT,
                  workdir: Path | None = None, log_level: str = "info") -> None:
         self.cluster = cluster
@@ -55,14 +56,25 @@ class LocalFabric:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="meshsim-run-"))
         self.log = get_logger(component="fabric")
         self.log_level = log_level
-        configs = node_configs(cluster, bgp_port=self.bgp_port, http_port=http_port, workdir=self.workdir,
-                               log_level=log_level)
-        self.nodes: dict[str, NodeProc] = {name: NodeProc(name, cfg) for name, cfg in configs.items()}
+        self.run_id = uuid.uuid4().hex[:12]  # nodes of another run answering on our addresses are refused
+        configs = self._configs()
+        self.nodes: dict[str, NodeProc] = {name: NodeProc(name, replace(cfg, run_id=self.run_id))
+                                           for name, cfg in configs.items()}
         self.closed = False
+
+    def _configs(self) -> dict[str, NodeConfig]:
+        """Every node's config from the model (a subclass may place nodes elsewhere, e.g. runner/netns.py)."""
+        return node_configs(self.cluster, bgp_port=self.bgp_port, http_port=self.http_port, workdir=self.workdir,
+                            log_level=self.log_level)
+
+    def _node_command(self, name: str, cfg_path: Path) -> list[str]:
+        """The command that runs one node process (a subclass may run another implementation, e.g. BIRD)."""
+        return [sys.executable, "-m", "meshsim", "node", "--config", str(cfg_path)]
 
     # -- addresses ------------------------------------------------------------------------------
     def http_address(self, name: str) -> tuple[str, int]:
-        return self.nodes[name].config.session_address, self.http_port
+        cfg = self.nodes[name].config
+        return cfg.http_address or cfg.session_address, self.http_port
 
     def running(self) -> list[str]:
         """Nodes whose process is up and not frozen (what expected tables are computed for)."""
@@ -89,7 +101,7 @@ class LocalFabric:
         logf = open(node.log_path, "ab")
         try:
             node.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "meshsim", "node", "--config", str(cfg_path),
+                *self._node_command(name, cfg_path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True)
         finally:
@@ -111,10 +123,15 @@ class LocalFabric:
                     raise RunError(f"exited during start-up with code {node.proc.returncode if node.proc else '?'};"
                                    f" log: {self.tail(name)}", node=name)
                 try:
-                    await self.get(name, "/status", timeout=2)
-                    pending.discard(name)
+                    status = await self.get(name, "/status", timeout=2)
                 except (OSError, asyncio.TimeoutError, ConnectionError):
-                    pass
+                    continue
+                if status.get("run_id") != self.run_id:
+                    host, port = self.http_address(name)
+                    raise RunError(f"{host}:{port} is answered by another meshsim run's node (pid "
+                                   f"{status.get('pid')}); stop that run first (e.g. kill {status.get('pid')})",
+                                   node=name)
+                pending.discard(name)
             if pending:
                 if time.monotonic() > deadline:
                     raise RunError(f"nodes not answering after {timeout:.0f}s: {', '.join(sorted(pending))}")
@@ -188,11 +205,28 @@ class LocalFabric:
     def _kill_groups(self, node: NodeProc) -> None:
         self._signal_groups(node, signal.SIGKILL)
 
+    def kill_all_now(self) -> None:
+        """Last resort, synchronous (safe in a finally even while being cancelled): SIGKILL every node and
+        ExaBGP process group we started, and remove our temp dir."""
+        for node in self.nodes.values():
+            if node.killer is not None:
+                node.killer.cancel()
+            self._kill_groups(node)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
     async def close(self) -> None:
-        """Stop every node (gracefully, then by force) and remove the temp dir. Idempotent."""
+        """Stop every node (gracefully, then by force) and remove the temp dir. Idempotent; if the graceful
+        part is interrupted (a second Ctrl-C), everything is still SIGKILLed."""
         if self.closed:
             return
         self.closed = True
+        try:
+            await self._close()
+        finally:
+            self.kill_all_now()
+
+    async def _close(self) -> None:
         for node in self.nodes.values():
             if node.killer is not None:
                 node.killer.cancel()
@@ -225,20 +259,6 @@ class LocalFabric:
                 pass
 
     # -- talking to nodes ---------------------------------------------------------------------------
-    async def get(self, name: str, path: str, timeout: float = 10.0) -> Any:
-        host, port = self.http_address(name)
-        status, payload = await request(host, port, "GET", path, timeout=timeout)
-        if status != 200:
-            raise RunError(f"GET {path} answered {status}: {payload}", node=name)
-        return payload
-
-    async def post(self, name: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-        host, port = self.http_address(name)
-        status, payload = await request(host, port, "POST", path, body, timeout=timeout)
-        if status != 200:
-            raise RunError(f"POST {path} answered {status}: {payload}", node=name)
-        return payload
-
     async def push_local(self, name: str) -> None:
         """Tell a node what IPAM now says about it (blocks, pods, what it originates)."""
         local = LocalState.of(self.cluster, name)
@@ -250,10 +270,10 @@ class LocalFabric:
     async def push_configs(self) -> list[str]:
         """Re-render every node's config from the model (confd after a resource change); add NodeProcs for new
         nodes and POST /config to running nodes whose peerings, pools or cluster ID changed."""
-        configs = node_configs(self.cluster, bgp_port=self.bgp_port, http_port=self.http_port, workdir=self.workdir,
-                               log_level=self.log_level)
+        configs = self._configs()
         changed = []
         for name, cfg in configs.items():
+            cfg = replace(cfg, run_id=self.run_id)
             node = self.nodes.get(name)
             if node is None:
                 self.nodes[name] = NodeProc(name, cfg)

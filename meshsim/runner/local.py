@@ -46,6 +46,7 @@ class RunResult:
     mode: str = "local"
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     expected: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # what the fabric adds (netns: external_peers, the ToRs)
 
     def to_json(self) -> dict[str, Any]:
         per_node = {}
@@ -69,7 +70,7 @@ class RunResult:
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
                 "converged": self.converged, "interrupted": self.interrupted, "error": self.error,
                 "cold_start": self.cold, "events": self.events, "totals": totals(self.snapshots),
-                "nodes": per_node}
+                "nodes": per_node, **self.extra}
 
 
 def _progress_printer(stream=sys.stderr):
@@ -148,8 +149,9 @@ def write_outputs(out: Path, result: RunResult) -> None:
 
 def summary(result: RunResult) -> str:
     c = result.cold
-    lines = [f"scenario {result.scenario}: {len(result.nodes)} nodes, "
-             f"{c.get('sessions_established', 0)}/{c.get('sessions_expected', 0)} sessions Established"]
+    lines = [f"scenario {result.scenario}: {len(result.nodes)} nodes, {c.get('sessions_expected', 0) // 2} BGP sessions; "
+             f"{c.get('sessions_established', 0)}/{c.get('sessions_expected', 0)} Established as the nodes' "
+             "`calicoctl node status` count them"]
     if c.get("time_to_established_s") is not None:
         lines.append(f"  all sessions Established after {c['time_to_established_s']:.2f} s")
     if c.get("time_to_converged_s") is not None:
@@ -182,6 +184,10 @@ def summary(result: RunResult) -> str:
     if rss:
         lines.append(f"  RSS per node (speaker + ExaBGP): mean {sum(rss) / len(rss) / 2**20:.0f} MiB, "
                      f"total {sum(rss) / 2**20:.0f} MiB")
+    if result.extra.get("external_peers"):
+        from .netns import summary_lines
+
+        lines += summary_lines(result.extra)
     if result.error:
         lines.append(f"  error: {result.error}")
     if result.interrupted:
@@ -223,6 +229,8 @@ async def run_scenario(files: list[str], *, out: Path | None = None, bgp_port: i
                      seconds=ev.get("convergence_s"))
             result.snapshots = dict(harness.observer.snapshots)
         result.converged = result.converged and all(ev.get("converged", True) for ev in result.events)
+        if hasattr(harness.fabric, "external_report"):  # netns: what the ToRs learned
+            result.extra = await harness.fabric.external_report()
         if keep_running:
             print("converged; nodes keep running until Ctrl-C "
                   f"(try: meshsim status {' '.join(map(str, files))} --node {result.nodes[0]})", file=sys.stderr)
@@ -257,8 +265,14 @@ def main(args: Any) -> int:
         loop = asyncio.get_running_loop()
         assert task is not None
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        from .netns import check_isolation, fabric_factory
+
+        isolation = getattr(args, "isolation", "loopback")
+        check_isolation(load_scenario(args.files), isolation)
+        factory = fabric_factory(isolation, getattr(args, "dataplane", "sim"), bgp_port=args.port)
         return await run_scenario(args.files, out=out, bgp_port=args.port, timeout=args.timeout,
-                                  keep_running=args.keep_running)
+                                  keep_running=args.keep_running, fabric_factory=factory,
+                                  mode="local" if factory is None else isolation)
 
     try:
         result = asyncio.run(go())

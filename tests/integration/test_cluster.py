@@ -22,7 +22,8 @@ from meshsim.resources import load_scenario
 from meshsim.runner.harness import Harness
 from meshsim.runner.local import run_scenario
 from tests.conftest import ROOT, SCENARIOS
-from tests.integration.helpers import alive, leftover_processes, pids_of, scenario_text
+from meshsim.generate import cluster_yaml
+from tests.integration.helpers import alive, leftover_processes, pids_of
 
 pytestmark = [pytest.mark.integration]
 
@@ -85,7 +86,7 @@ async def test_route_reflectors_reflect_with_originator_id_and_cluster_list():
 
 async def test_pod_churn_claims_a_second_block_and_withdraws_it(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(scenario_text("churn", 3, pods=2))
+    path.write_text(cluster_yaml("churn", 3, pods=2, subnet="192.168.0.0/24"))
     cluster = _cluster(path)
     async with asyncio.timeout(120):
         async with Harness(cluster) as h:
@@ -100,7 +101,7 @@ async def test_pod_churn_claims_a_second_block_and_withdraws_it(tmp_path):
             assert conv.converged, {n: d.to_json() for n, d in conv.diffs.items() if not d.equal}
             for other in ("node1", "node2"):
                 ip = h.snapshot(other)["routes"]["ip"]
-                assert f"{new_block} via 192.168.0.83 dev tunl0 proto bird onlink" in ip
+                assert f"{new_block} via 192.168.0.12 dev tunl0 proto bird onlink" in ip
             await h.remove_pods("node3", 70)
             assert set(cluster.affine_blocks("node3")) == before
             conv = await h.converge(30, since=time.time())
@@ -114,7 +115,7 @@ async def test_pod_churn_claims_a_second_block_and_withdraws_it(tmp_path):
 async def test_graceful_stop_kill_and_restart(tmp_path):
     hold, keepalive = 6.0, 2.0
     path = tmp_path / "s.yaml"
-    path.write_text(scenario_text("lifecycle", 3, hold="6s", keepalive="2s", base="192.168.7"))
+    path.write_text(cluster_yaml("lifecycle", 3, hold="6s", keepalive="2s", subnet="192.168.7.0/24"))
     cluster = _cluster(path)
     block2 = str(cluster.affine_blocks("node2")[0])
     async with asyncio.timeout(150):
@@ -148,7 +149,7 @@ async def test_graceful_stop_kill_and_restart(tmp_path):
 
 async def test_crashed_exabgp_is_restarted_and_routes_return(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(scenario_text("exacrash", 3, base="192.168.8"))
+    path.write_text(cluster_yaml("exacrash", 3, subnet="192.168.8.0/24"))
     cluster = _cluster(path)
     block1 = str(cluster.affine_blocks("node1")[0])
     async with asyncio.timeout(90):
@@ -175,7 +176,7 @@ async def test_crashed_exabgp_is_restarted_and_routes_return(tmp_path):
 
 def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text(scenario_text("interrupt", 3, base="192.168.9"))
+    path.write_text(cluster_yaml("interrupt", 3, subnet="192.168.9.0/24"))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "meshsim", "run", str(path), "--out", str(out), "--keep-running"],
@@ -189,7 +190,7 @@ def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
             try:
                 from urllib.request import urlopen
 
-                with urlopen("http://127.168.9.81:9179/status", timeout=2) as r:
+                with urlopen("http://127.168.9.10:9179/status", timeout=2) as r:
                     if r.read().count(b"Established") >= 2:
                         break
             except OSError:

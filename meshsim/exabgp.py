@@ -186,10 +186,18 @@ def render_config(
     return "\n".join(out) + "\n"
 
 
-def announce_command(peer_address: IPv4Address, prefix: IPv4Network, attrs: PathAttrs) -> str:
-    """The API command announcing `prefix` with `attrs` to one neighbor."""
+def _selector(peers: IPv4Address | Sequence[IPv4Address]) -> str:
+    """`neighbor A` or `neighbor A , neighbor B` (one command for several neighbors)."""
+    if isinstance(peers, IPv4Address):
+        peers = [peers]
+    return " , ".join(f"neighbor {p}" for p in peers)
+
+
+def announce_command(peer_address: IPv4Address | Sequence[IPv4Address], prefix: IPv4Network,
+                     attrs: PathAttrs) -> str:
+    """The API command announcing `prefix` with `attrs` to one neighbor, or to several at once."""
     parts = [
-        f"neighbor {peer_address} announce route {prefix} next-hop {attrs.next_hop}",
+        f"{_selector(peer_address)} announce route {prefix} next-hop {attrs.next_hop}",
         f"origin {Origin(attrs.origin).exabgp} local-preference {attrs.local_pref}",
     ]
     if attrs.med is not None:
@@ -207,8 +215,8 @@ def announce_command(peer_address: IPv4Address, prefix: IPv4Network, attrs: Path
     return " ".join(parts)
 
 
-def withdraw_command(peer_address: IPv4Address, prefix: IPv4Network) -> str:
-    return f"neighbor {peer_address} withdraw route {prefix}"
+def withdraw_command(peer_address: IPv4Address | Sequence[IPv4Address], prefix: IPv4Network) -> str:
+    return f"{_selector(peer_address)} withdraw route {prefix}"
 
 
 # --------------------------------------------------------------------------- events
@@ -949,10 +957,11 @@ class ExaBGP:
                 return False
         return True
 
-    async def announce(self, peer_address: IPv4Address, prefix: IPv4Network, attrs: PathAttrs) -> None:
+    async def announce(self, peer_address: IPv4Address | Sequence[IPv4Address], prefix: IPv4Network,
+                       attrs: PathAttrs) -> None:
         await self._send(announce_command(peer_address, prefix, attrs))
 
-    async def withdraw(self, peer_address: IPv4Address, prefix: IPv4Network) -> None:
+    async def withdraw(self, peer_address: IPv4Address | Sequence[IPv4Address], prefix: IPv4Network) -> None:
         await self._send(withdraw_command(peer_address, prefix))
 
     async def teardown(self, peer_address: IPv4Address, code: int = 2) -> None:

@@ -270,19 +270,36 @@ class NodeAgent:
                     self.log.debug("route_dropped", peer=peer, prefix=str(prefix), reason=reason)
 
     async def _command_loop(self) -> None:
+        """Send the speaker's Announce/Withdraw to ExaBGP. Whatever is queued is sent in one go, and the same
+        route for several peers becomes one command (`neighbor A , neighbor B announce ...`): ExaBGP handles
+        API commands once per reactor turn, so a route reflector would otherwise pay a turn per client."""
         while True:
-            kind, args = await self.commands.get()
-            try:
+            batch = [await self.commands.get()]
+            while not self.commands.empty():
+                batch.append(self.commands.get_nowait())
+            if not self.bgp_running:
+                continue
+            # consecutive commands for the same route (the speaker emits one per peer, in a row) are merged;
+            # the order between different routes or kinds is kept
+            groups: list[tuple[tuple, list[IPv4Address]]] = []
+            for kind, args in batch:
                 peer = next((p for p in self.config.peers if p.name == args[0]), None)
-                if peer is None or not self.bgp_running:
+                if peer is None:
                     continue
+                key = (kind, *args[1:])
                 addr = IPv4Address(peer.session_address)
-                if kind == "announce":
-                    await self.exa.announce(addr, args[1], args[2])
+                if groups and groups[-1][0] == key and addr not in groups[-1][1]:
+                    groups[-1][1].append(addr)
                 else:
-                    await self.exa.withdraw(addr, args[1])
-            except Exception as exc:  # ExaBGP restarting: the session's `up` replays everything
-                self.log.info("command_not_sent", command=kind, peer=args[0], error=str(exc))
+                    groups.append((key, [addr]))
+            for (kind, *rest), addrs in groups:
+                try:
+                    if kind == "announce":
+                        await self.exa.announce(addrs, rest[0], rest[1])
+                    else:
+                        await self.exa.withdraw(addrs, rest[0])
+                except Exception as exc:  # ExaBGP restarting: the session's `up` replays everything
+                    self.log.info("command_not_sent", command=kind, peers=[str(a) for a in addrs], error=str(exc))
 
     def _flush_felix(self, now: float) -> None:
         delta = self.felix.apply(now)

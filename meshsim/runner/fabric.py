@@ -18,7 +18,6 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from ..errors import RunError
 from ..logs import get_logger

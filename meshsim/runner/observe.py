@@ -69,7 +69,7 @@ class Observer:
                 self.updated.set()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # node restarting, frozen or dead
+            except Exception:  # node restarting, frozen or dead
                 failures += 1
                 node = self.fabric.nodes[name]
                 if node.proc is not None and node.proc.returncode is not None and not node.frozen:
@@ -79,7 +79,6 @@ class Observer:
                 await asyncio.sleep(min(0.05 * failures, 1.0))
                 if failures > 3:
                     version = -1
-                _ = exc
 
     async def refresh(self, names: list[str]) -> None:
         """Fetch a fresh snapshot now (e.g. right after pushing a change)."""

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
@@ -184,7 +183,6 @@ def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while True:  # wait until the nodes answer and the cluster converged
-            leftover = leftover_processes(str(path))
             if proc.poll() is not None:
                 pytest.fail(f"meshsim run exited early: {proc.communicate()}")
             try:
@@ -209,4 +207,3 @@ def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
     assert '"interrupted": true' in (out / "report.json").read_text()
     time.sleep(0.5)
     assert not leftover_processes("meshsim-run-"), "processes left after Ctrl-C"
-    _ = leftover, IPv4Address

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..logs import get_logger
-from .nodeapi import NodeApi
+from .nodeapi import NodeApi, config_body
 from ..model import Cluster
 from ..nodeconfig import LocalState, NodeConfig, node_configs
 
@@ -258,14 +258,6 @@ class LocalFabric(NodeApi):
                 pass
 
     # -- talking to nodes ---------------------------------------------------------------------------
-    async def push_local(self, name: str) -> None:
-        """Tell a node what IPAM now says about it (blocks, pods, what it originates)."""
-        local = LocalState.of(self.cluster, name)
-        node = self.nodes[name]
-        node.config = replace(node.config, local=local)
-        if name in self.running():
-            await self.post(name, "/local", local.to_json())
-
     async def push_configs(self) -> list[str]:
         """Re-render every node's config from the model (confd after a resource change); add NodeProcs for new
         nodes and POST /config to running nodes whose peerings, pools or cluster ID changed."""
@@ -282,8 +274,7 @@ class LocalFabric(NodeApi):
             if (old.peers, old.pools, old.cluster_id) != (cfg.peers, cfg.pools, cfg.cluster_id):
                 changed.append(name)
                 if name in self.running():
-                    await self.post(name, "/config", {"peers": [p.__dict__ for p in cfg.peers],
-                                                      "pools": list(cfg.pools), "cluster_id": cfg.cluster_id})
+                    await self.post(name, "/config", config_body(cfg))
         return changed
 
     def tail(self, name: str, lines: int = 5) -> str:

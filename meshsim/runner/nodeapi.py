@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataclasses import replace
+
 from ..errors import RunError
 from ..httpjson import request
+from ..nodeconfig import LocalState, NodeConfig
+
+
+def config_body(cfg: NodeConfig) -> dict[str, Any]:
+    """The body of POST /config: what confd would re-render after a resource change."""
+    return {"peers": [p.__dict__ for p in cfg.peers], "pools": list(cfg.pools), "cluster_id": cfg.cluster_id}
 
 
 class NodeApi:
-    """Mixin: `get`/`post` a node's endpoint; the fabric provides `http_address(name) -> (host, port)`."""
+    """Mixin for fabrics: `get`/`post` a node's endpoint and push it what the datastore says. The fabric provides
+    `http_address(name) -> (host, port)`, `cluster`, `nodes` (name -> object with `.config`) and `running()`."""
 
     def http_address(self, name: str) -> tuple[str, int]:  # pragma: no cover - provided by the fabric
         raise NotImplementedError
@@ -27,3 +36,11 @@ class NodeApi:
         if status != 200:
             raise RunError(f"POST {path} answered {status}: {payload}", node=name)
         return payload
+
+    async def push_local(self, name: str) -> None:
+        """Tell a node what IPAM now says about it (blocks, pods, what it originates)."""
+        local = LocalState.of(self.cluster, name)  # type: ignore[attr-defined]
+        node = self.nodes[name]  # type: ignore[attr-defined]
+        node.config = replace(node.config, local=local)
+        if name in self.running():  # type: ignore[attr-defined]
+            await self.post(name, "/local", local.to_json())

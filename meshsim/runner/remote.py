@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 from ..errors import RunError
 from ..logs import get_logger
-from .nodeapi import NodeApi
+from .nodeapi import NodeApi, config_body
 from ..model import Cluster
 from ..nodeconfig import LocalState, NodeConfig, node_configs
 from ..resources import load_scenario
@@ -257,7 +257,7 @@ class RemoteFabric(NodeApi):
             await self.post(name, "/stop")
         have = {s["name"] for s in status.get("sessions", [])}
         if have != {p.name for p in node.config.peers}:
-            await self.post(name, "/config", self._config_body(node.config))
+            await self.post(name, "/config", config_body(node.config))
         node.config = replace(node.config, local=LocalState.of(self.cluster, name))
         await self.post(name, "/local", node.config.local.to_json())
         await self.post(name, "/start")
@@ -313,17 +313,6 @@ class RemoteFabric(NodeApi):
                     self.log.warning("node_unpause_failed", node=name, error=str(exc))
 
     # -- talking to nodes ---------------------------------------------------------------------------
-    @staticmethod
-    def _config_body(cfg: NodeConfig) -> dict[str, Any]:
-        return {"peers": [p.__dict__ for p in cfg.peers], "pools": list(cfg.pools), "cluster_id": cfg.cluster_id}
-
-    async def push_local(self, name: str) -> None:
-        local = LocalState.of(self.cluster, name)
-        node = self.nodes[name]
-        node.config = replace(node.config, local=local)
-        if name in self.running():
-            await self.post(name, "/local", local.to_json())
-
     async def push_configs(self) -> list[str]:
         changed = []
         for name, cfg in self._configs().items():
@@ -336,7 +325,7 @@ class RemoteFabric(NodeApi):
             if (old.peers, old.pools, old.cluster_id) != (cfg.peers, cfg.pools, cfg.cluster_id):
                 changed.append(name)
                 if name in self.running():
-                    await self.post(name, "/config", self._config_body(cfg))
+                    await self.post(name, "/config", config_body(cfg))
         return changed
 
     def tail(self, name: str, lines: int = 5) -> str:

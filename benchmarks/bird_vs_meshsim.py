@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from meshsim.generate import cluster_yaml  # noqa: E402
 from meshsim.logs import configure  # noqa: E402
 from meshsim.model import Cluster  # noqa: E402
 from meshsim.resources import load_scenario  # noqa: E402
@@ -31,28 +32,8 @@ from meshsim.runner.netns import NetnsFabric  # noqa: E402
 
 
 def scenario_text(impl: str, nodes: int, design: str) -> str:
-    docs = ["apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool1}\n"
-            "spec: {cidr: 10.244.0.0/16, blockSize: 26, ipipMode: Never}\n"]
-    names = []
-    if design == "rr":
-        docs.append("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\n"
-                    "spec: {nodeToNodeMeshEnabled: false}\n")
-        docs.append("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: rrs}\n"
-                    "spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}\n")
-        for i in (1, 2):
-            names.append(f"rr{i}")
-            docs.append(f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: rr{i}\n"
-                        f"  labels: {{route-reflector: 'true'}}\nspec: {{bgp: {{ipv4Address: 192.168.50.{10 + i}/24, "
-                        "routeReflectorClusterID: 244.0.0.1}}\n")
-    for i in range(nodes):
-        names.append(f"node{i + 1}")
-        docs.append(f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: node{i + 1}}}\n"
-                    f"spec: {{bgp: {{ipv4Address: 192.168.50.{101 + i}/24}}}}\n")
-    hosts = "\n".join(f"    {n}: {{implementation: {impl}}}" for n in names)
-    pods = ", ".join(f"node{i + 1}: 2" for i in range(nodes))
-    docs.append(f"apiVersion: meshsim/v1\nkind: Scenario\nmetadata: {{name: bench-{impl}}}\nspec:\n  hosts:\n{hosts}\n"
-                f"  workloads: {{{pods}}}\n  timers: {{holdTime: 9s, keepaliveTime: 3s}}\n")
-    return "---\n".join(docs)
+    return cluster_yaml(f"bench-{impl}", nodes, design=design, ipip="Never", subnet="192.168.50.0/24",
+                        implementation=impl)
 
 
 async def one_run(impl: str, nodes: int, design: str, http_port: int) -> dict[str, float]:

@@ -40,7 +40,8 @@ from typing import Any
 
 from . import bird
 from .errors import RunError
-from .httpjson import HttpError, serve, wait_for_version
+from .agentbase import VersionedState, serve_until_signalled
+from .httpjson import HttpError, serve
 from .logs import configure, get_logger
 from .node import hms, proc_usage
 from .nodeconfig import LocalState, NodeConfig, PeerConfig
@@ -106,7 +107,7 @@ def _dst_of(line: str) -> str | None:
     return dst if "/" in dst else f"{dst}/32"
 
 
-class BirdNodeAgent:
+class BirdNodeAgent(VersionedState):
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.log = get_logger(node=config.name, engine="bird")
@@ -126,8 +127,7 @@ class BirdNodeAgent:
         self.ctl = BirdControl(str(ctl))
         self.local = config.local
         self.workloads: dict[str, str] = {}  # programmed pod ip -> device
-        self.version = 0
-        self.changed = asyncio.Condition()
+        self._init_versioned()
         self.shutdown = asyncio.Event()
         self.bgp_running = False
         self.proc: asyncio.subprocess.Process | None = None
@@ -422,11 +422,6 @@ class BirdNodeAgent:
             if changed:
                 await self._bump()
 
-    async def _bump(self) -> None:
-        async with self.changed:
-            self.version += 1
-            self.changed.notify_all()
-
     # -- main loop ----------------------------------------------------------------------------------------
     async def run(self) -> None:
         host = self.config.http_address or self.config.session_address
@@ -583,8 +578,7 @@ class BirdNodeAgent:
                 return 200, {name: (self.confdir / name).read_text() for name in bird.FILES
                              if (self.confdir / name).exists()}
             case "GET", "/state":
-                await wait_for_version(self.changed, lambda: self.version, int(query.get("after", "-1")),
-                                       float(query.get("timeout", "0")))
+                await self.wait_newer(int(query.get("after", "-1")), float(query.get("timeout", "0")))
                 return 200, self.state()
             case "POST", "/local":
                 if not isinstance(body, dict):
@@ -621,12 +615,7 @@ class BirdNodeAgent:
 
 
 async def _amain(config: NodeConfig) -> int:
-    agent = BirdNodeAgent(config)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.shutdown.set)
-    await agent.run()
-    return 0
+    return await serve_until_signalled(BirdNodeAgent(config))
 
 
 def main(args: Any) -> int:

@@ -11,8 +11,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 def cluster_yaml(name: str, nodes: int, *, design: str = "mesh", reflectors: int = 2, pods: int = 2,
                  hold: str = "9s", keepalive: str = "3s", subnet: str = "192.168.0.0/22",
-                 pool: str = "10.244.0.0/16", ipip: str = "Always", cluster_id: str = "244.0.0.1") -> str:
-    """`nodes` worker nodes (node1..), plus `reflectors` RR nodes (rr1..) when design == 'rr'."""
+                 pool: str = "10.244.0.0/16", ipip: str = "Always", cluster_id: str = "244.0.0.1",
+                 implementation: str | None = None) -> str:
+    """`nodes` worker nodes (node1..), plus `reflectors` RR nodes (rr1..) when design == 'rr'.
+    `implementation: bird` runs every node as real BIRD (`meshsim run --isolation netns`)."""
     if design not in ("mesh", "rr"):
         raise ValueError(f"unknown design {design!r}; expected mesh or rr")
     net = IPv4Network(subnet)
@@ -40,6 +42,7 @@ def cluster_yaml(name: str, nodes: int, *, design: str = "mesh", reflectors: int
         docs.append(f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: node{i + 1}}}\n"
                     f"spec: {{bgp: {{ipv4Address: {addr(rr + i)}/{net.prefixlen}}}}}\n")
     workloads = ", ".join(f"node{i + 1}: {pods}" for i in range(nodes))
+    hosts = f"  hosts:\n    default: {{implementation: {implementation}}}\n" if implementation else ""
     docs.append(f"apiVersion: meshsim/v1\nkind: Scenario\nmetadata: {{name: {name}}}\n"
-                f"spec:\n  workloads: {{{workloads}}}\n  timers: {{holdTime: {hold}, keepaliveTime: {keepalive}}}\n")
+                f"spec:\n{hosts}  workloads: {{{workloads}}}\n  timers: {{holdTime: {hold}, keepaliveTime: {keepalive}}}\n")
     return "---\n".join(docs)

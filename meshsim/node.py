@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -31,7 +30,8 @@ from typing import Any
 from . import exabgp as exa
 from .bgptypes import PathAttrs
 from .felix import FelixAgent, HostView
-from .httpjson import HttpError, serve, wait_for_version
+from .agentbase import VersionedState, serve_until_signalled
+from .httpjson import HttpError, serve
 from .logs import configure, get_logger
 from .nodeconfig import LocalState, NodeConfig, PeerConfig
 from .render import StatusRow, node_status
@@ -73,7 +73,7 @@ class Session:
         return StatusRow(self.peer.address, self.peer.type, self.state, hms(self.since), self.info)
 
 
-class NodeAgent:
+class NodeAgent(VersionedState):
     def __init__(self, config: NodeConfig, hold_bgp: bool = False) -> None:
         self.config = config
         self.hold_bgp = hold_bgp  # serve HTTP but start BGP only on POST /start (the compose controller does)
@@ -94,8 +94,7 @@ class NodeAgent:
                         interface=config.interface, gateway=IPv4Address(config.gateway))
         self.felix = FelixAgent(host=host, pools=pools)
         self.local = config.local
-        self.version = 0
-        self.changed = asyncio.Condition()
+        self._init_versioned()
         self.commands: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.events: asyncio.Queue[object] = asyncio.Queue()
         self.bgp_running = False
@@ -186,11 +185,6 @@ class NodeAgent:
             s.state, s.info, s.since = "down", "", now
         self._flush_felix(now)
         await self._bump()
-
-    async def _bump(self) -> None:
-        async with self.changed:
-            self.version += 1
-            self.changed.notify_all()
 
     # -- ExaBGP events -> speaker -> commands ----------------------------------------------------
     async def _event_loop(self) -> None:
@@ -445,8 +439,7 @@ class NodeAgent:
             case "GET", "/counters":
                 return 200, self.counters()
             case "GET", "/state":
-                await wait_for_version(self.changed, lambda: self.version, int(query.get("after", "-1")),
-                                       float(query.get("timeout", "0")))
+                await self.wait_newer(int(query.get("after", "-1")), float(query.get("timeout", "0")))
                 return 200, self.state()
             case "POST", "/local":
                 if not isinstance(body, dict):
@@ -482,12 +475,7 @@ class NodeAgent:
 
 
 async def _amain(config: NodeConfig, hold_bgp: bool = False) -> int:
-    agent = NodeAgent(config, hold_bgp=hold_bgp)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.shutdown.set)
-    await agent.run()
-    return 0
+    return await serve_until_signalled(NodeAgent(config, hold_bgp=hold_bgp))
 
 
 def config_from_scenario(files: list[str], name: str, *, bgp_port: int, http_port: int, workdir: str,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..logs import get_logger
-from .nodeapi import NodeApi, config_body
+from .nodeapi import NodeApi
 from ..model import Cluster
 from ..nodeconfig import LocalState, NodeConfig, node_configs
 
@@ -57,8 +57,7 @@ class LocalFabric(NodeApi):
         self.log_level = log_level
         self.run_id = uuid.uuid4().hex[:12]  # nodes of another run answering on our addresses are refused
         configs = self._configs()
-        self.nodes: dict[str, NodeProc] = {name: NodeProc(name, replace(cfg, run_id=self.run_id))
-                                           for name, cfg in configs.items()}
+        self.nodes: dict[str, NodeProc] = {name: NodeProc(name, self._stamp(cfg)) for name, cfg in configs.items()}
         self.closed = False
 
     def _configs(self) -> dict[str, NodeConfig]:
@@ -258,24 +257,11 @@ class LocalFabric(NodeApi):
                 pass
 
     # -- talking to nodes ---------------------------------------------------------------------------
-    async def push_configs(self) -> list[str]:
-        """Re-render every node's config from the model (confd after a resource change); add NodeProcs for new
-        nodes and POST /config to running nodes whose peerings, pools or cluster ID changed."""
-        configs = self._configs()
-        changed = []
-        for name, cfg in configs.items():
-            cfg = replace(cfg, run_id=self.run_id)
-            node = self.nodes.get(name)
-            if node is None:
-                self.nodes[name] = NodeProc(name, cfg)
-                continue
-            old = node.config
-            node.config = replace(cfg, local=old.local)
-            if (old.peers, old.pools, old.cluster_id) != (cfg.peers, cfg.pools, cfg.cluster_id):
-                changed.append(name)
-                if name in self.running():
-                    await self.post(name, "/config", config_body(cfg))
-        return changed
+    def _stamp(self, cfg: NodeConfig) -> NodeConfig:
+        return replace(cfg, run_id=self.run_id)
+
+    def _new_node(self, name: str, cfg: NodeConfig) -> NodeProc:
+        return NodeProc(name, cfg)
 
     def tail(self, name: str, lines: int = 5) -> str:
         node = self.nodes[name]

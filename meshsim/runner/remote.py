@@ -313,20 +313,8 @@ class RemoteFabric(NodeApi):
                     self.log.warning("node_unpause_failed", node=name, error=str(exc))
 
     # -- talking to nodes ---------------------------------------------------------------------------
-    async def push_configs(self) -> list[str]:
-        changed = []
-        for name, cfg in self._configs().items():
-            node = self.nodes.get(name)
-            if node is None:
-                self.nodes[name] = RemoteNode(name, cfg, state="absent")
-                continue
-            old = node.config
-            node.config = replace(cfg, local=old.local)
-            if (old.peers, old.pools, old.cluster_id) != (cfg.peers, cfg.pools, cfg.cluster_id):
-                changed.append(name)
-                if name in self.running():
-                    await self.post(name, "/config", config_body(cfg))
-        return changed
+    def _new_node(self, name: str, cfg: NodeConfig) -> "RemoteNode":
+        return RemoteNode(name, cfg, state="absent")  # a node added at run time has no container
 
     def tail(self, name: str, lines: int = 5) -> str:
         return f"(the node's log is its container's output: docker-compose logs {name})"

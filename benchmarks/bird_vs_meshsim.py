@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meshsim.generate import cluster_yaml  # noqa: E402
+from meshsim.model.generate import cluster_yaml  # noqa: E402
 from meshsim.logs import configure  # noqa: E402
-from meshsim.model import Cluster  # noqa: E402
-from meshsim.resources import load_scenario  # noqa: E402
-from meshsim.runner.harness import Harness  # noqa: E402
-from meshsim.runner.netns import NetnsFabric  # noqa: E402
+from meshsim.model.cluster import Cluster  # noqa: E402
+from meshsim.model.resources import load_scenario  # noqa: E402
+from meshsim.run.harness import Harness  # noqa: E402
+from meshsim.fabric.netns import NetnsFabric  # noqa: E402
 
 
 def scenario_text(impl: str, nodes: int, design: str) -> str:

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meshsim.generate import cluster_yaml  # noqa: E402
+from meshsim.model.generate import cluster_yaml  # noqa: E402
 from meshsim.logs import configure  # noqa: E402
-from meshsim.runner.local import run_scenario  # noqa: E402
+from meshsim.run.runner import run_scenario  # noqa: E402
 
 
 async def one(design: str, n: int, workdir: Path, timeout: float) -> dict:

@@ -2,7 +2,7 @@
 
 The pure core (resources, selectors, ipam, peering, routetable, expected, trace,
 rib, policy, speaker, felix) reads no clock, imports no asyncio and no exabgp.
-Adapters (exabgp, node, runner, cli) sit around it; only `meshsim.exabgp`
+Adapters (exabgp, node, runner, cli) sit around it; only `meshsim.engines.exabgp`
 imports or runs ExaBGP.
 """
 

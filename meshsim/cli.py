@@ -2,7 +2,7 @@
 
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
-`run`, `node` and `status`/`routes --live` drive processes (meshsim.runner, meshsim.node).
+`run`, `node` and `status`/`routes --live` drive processes (meshsim.runner, meshsim.agent.node).
 """
 
 from __future__ import annotations
@@ -12,23 +12,23 @@ import sys
 from collections import Counter
 from typing import Sequence
 
-from . import __version__
-from .errors import MeshsimError, NotFoundError
+from meshsim import __version__
+from meshsim.errors import MeshsimError, NotFoundError
 
 
 def _load(files: Sequence[str]):
-    from .model import Cluster
-    from .resources import load_scenario
+    from meshsim.model.cluster import Cluster
+    from meshsim.model.resources import load_scenario
 
     scenario = load_scenario(files)
     return Cluster.build(scenario)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .resources import load_scenario
-    from .model import Cluster
+    from meshsim.model.resources import load_scenario
+    from meshsim.model.cluster import Cluster
 
-    from .timeline import parse_timeline
+    from meshsim.model.timeline import parse_timeline
 
     scenario = load_scenario(args.files)
     cluster = Cluster.build(scenario)
@@ -50,7 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"BlockAffinity: {len(scenario.affinities)} pinned; blocks claimed in all: {len(cluster.ipam.blocks)}")
     print(f"WorkloadEndpoint: {len(scenario.endpoints)} pinned; pods in all: {len(cluster.pods)}")
     peerings = cluster.peerings()
-    from .peering import session_pairs
+    from meshsim.model.peering import session_pairs
 
     print(f"Sessions: {len(session_pairs(peerings))} node-to-node; events: {len(scenario.spec.events)}")
     return 0
@@ -58,11 +58,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_routes(args: argparse.Namespace) -> int:
     if args.live:
-        from .runner.client import live_routes
+        from meshsim.run.client import live_routes
 
         print(live_routes(args.files, args.node, args.format), end="")
         return 0
-    from .expected import expected_tables
+    from meshsim.oracle.expected import expected_tables
 
     cluster = _load(args.files)
     tables = expected_tables(cluster)
@@ -79,7 +79,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    from .render import peerings_table
+    from meshsim.report.calicoctl import peerings_table
 
     cluster = _load(args.files)
     if args.node:
@@ -89,7 +89,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_ipam(args: argparse.Namespace) -> int:
-    from .render import ipam_table
+    from meshsim.report.calicoctl import ipam_table
 
     cluster = _load(args.files)
     print(ipam_table(cluster), end="")
@@ -97,8 +97,8 @@ def cmd_ipam(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .expected import expected_tables
-    from .trace import trace
+    from meshsim.oracle.expected import expected_tables
+    from meshsim.oracle.trace import trace
 
     cluster = _load(args.files)
     result = trace(cluster, expected_tables(cluster), args.src, args.dst)
@@ -107,32 +107,32 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .runner.client import live_status
+    from meshsim.run.client import live_status
 
     print(live_status(args.files, args.node), end="")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner.local import main as run_main
+    from meshsim.run.runner import main as run_main
 
     return run_main(args)
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from .node import main as node_main
+    from meshsim.agent.node import main as node_main
 
     return node_main(args)
 
 
 def cmd_birdnode(args: argparse.Namespace) -> int:
-    from .birdnode import main as birdnode_main
+    from meshsim.agent.birdnode import main as birdnode_main
 
     return birdnode_main(args)
 
 
 def _csv(text: str, kind: type, flag: str) -> list:
-    from .errors import ScenarioError
+    from meshsim.errors import ScenarioError
 
     try:
         values = [kind(x.strip()) for x in text.split(",") if x.strip()]
@@ -148,12 +148,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from .runner.compare import compare
+    from meshsim.run.compare import compare
 
     designs = _csv(args.designs, str, "--designs")
     sizes = _csv(args.nodes, int, "--nodes")
     if any(n < 2 for n in sizes):
-        from .errors import ScenarioError
+        from meshsim.errors import ScenarioError
 
         raise ScenarioError("<command line>", "a cluster needs at least 2 nodes", field="--nodes", got=args.nodes)
     out = Path(args.out)
@@ -165,13 +165,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    from .compose import main as compose_main
+    from meshsim.fabric.composefile import main as compose_main
 
     return compose_main(args)
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
-    from .runner.remote import main as controller_main
+    from meshsim.fabric.remote import main as controller_main
 
     return controller_main(args)
 
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .logs import configure
+    from meshsim.logs import configure
 
     configure(args.log_level, args.log_json or None)
     try:

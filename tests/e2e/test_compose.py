@@ -32,13 +32,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshsim.compose import ComposeError, compose_file, health_interval, layout, mac_for
+from meshsim.fabric.composefile import ComposeError, compose_file, health_interval, layout, mac_for
 from meshsim.errors import RunError
-from meshsim.expected import expected_tables
-from meshsim.model import Cluster
-from meshsim.resources import load_scenario
-from meshsim.runner.local import run_scenario
-from meshsim.runner.remote import RemoteFabric, check_fit, check_reachable
+from meshsim.oracle.expected import expected_tables
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
+from meshsim.run.runner import run_scenario
+from meshsim.fabric.remote import RemoteFabric, check_fit, check_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_SCRIPT = ROOT.parent / "shared" / "tools" / "make-base-image.sh"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from meshsim.runner.harness import Harness
+from meshsim.run.harness import Harness
 
 
 def alive(pid: int) -> bool:

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from meshsim.errors import RunError
-from meshsim.expected import expected_tables
-from meshsim.model import Cluster
-from meshsim.resources import load_scenario
-from meshsim.runner.harness import Harness
-from meshsim.runner.netns import NetnsFabric
+from meshsim.oracle.expected import expected_tables
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
+from meshsim.run.harness import Harness
+from meshsim.fabric.netns import NetnsFabric
 from tests.integration.helpers import alive, leftover_processes
 
 HAVE_BIRD = shutil.which("bird") is not None or os.path.exists("/usr/sbin/bird")

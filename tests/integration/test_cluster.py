@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from meshsim.expected import expected_tables
-from meshsim.model import Cluster
-from meshsim.resources import load_scenario
-from meshsim.runner.harness import Harness
-from meshsim.runner.local import run_scenario
+from meshsim.oracle.expected import expected_tables
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
+from meshsim.run.harness import Harness
+from meshsim.run.runner import run_scenario
 from tests.conftest import ROOT, SCENARIOS
-from meshsim.generate import cluster_yaml
+from meshsim.model.generate import cluster_yaml
 from tests.integration.helpers import alive, leftover_processes, pids_of
 
 pytestmark = [pytest.mark.integration]
@@ -50,7 +50,7 @@ async def test_three_node_mesh_converges_to_the_expected_tables(tmp_path):
         assert re.search(rf"^\| {re.escape(peer)} +\| node-to-node mesh \| up +\| \d\d:\d\d:\d\d \| Established \|$",
                          status, re.M), status
     report = (out / "report.json").read_text()
-    assert '"schema": "meshsim.report/v1"' in report
+    assert '"schema": "meshsim.report.markdown/v1"' in report
     assert result.cold["sessions_established"] == result.cold["sessions_expected"] == 6
     assert result.cold["time_to_converged_s"] > 0
     assert not leftover_processes(str(out)) and not leftover_processes("meshsim-run-")

@@ -1,4 +1,4 @@
-"""meshsim.exabgp against real ExaBGP processes: two adapters, real TCP on 127.x.
+"""meshsim.engines.exabgp against real ExaBGP processes: two adapters, real TCP on 127.x.
 
 A (passive) and B peer over unique random 127.77.x.{1,2} addresses on a high port,
 each in its own tmp workdir. Covers: session up on both sides, an announce with
@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 import structlog
 
-from meshsim.bgptypes import Origin, PathAttrs
-from meshsim.exabgp import (
+from meshsim.bgp.types import Origin, PathAttrs
+from meshsim.engines.exabgp import (
     EndOfRib,
     ExaBGP,
     ExaBGPExited,

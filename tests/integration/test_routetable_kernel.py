@@ -1,4 +1,4 @@
-"""meshsim.routetable against a real kernel main table in a throwaway network namespace.
+"""meshsim.routes.routetable against a real kernel main table in a throwaway network namespace.
 
 Builds a Calico-like node table with the module, installs it with `ip -n NS route add` (in
 shuffled order: the dump order must not depend on insertion), and checks that `ip route` and
@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from meshsim.routetable import Route, RouteTable, parse_ip_route
+from meshsim.routes.routetable import Route, RouteTable, parse_ip_route
 
 pytestmark = [
     pytest.mark.root,

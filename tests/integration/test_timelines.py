@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from meshsim.expected import expected_tables
-from meshsim.generate import cluster_yaml
-from meshsim.model import Cluster
-from meshsim.resources import load_scenario
-from meshsim.runner.local import run_scenario
+from meshsim.oracle.expected import expected_tables
+from meshsim.model.generate import cluster_yaml
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
+from meshsim.run.runner import run_scenario
 from tests.conftest import SCENARIOS
 from tests.integration.helpers import leftover_processes
 

@@ -1,4 +1,4 @@
-"""meshsim.bird: confd's BIRD configuration for a node, and BIRD's output read back (pure, no BIRD needed except
+"""meshsim.engines.bird.confd: confd's BIRD configuration for a node, and BIRD's output read back (pure, no BIRD needed except
 for the one syntax check, which skips without it)."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from meshsim import bird
-from meshsim.bird import BirdBlock, bird_input, render
-from meshsim.model import Cluster
-from meshsim.nodeconfig import node_configs
-from meshsim.resources import load_scenario
+from meshsim.engines.bird import confd as bird
+from meshsim.agent.birdnode import since_timestamp
+from meshsim.engines.bird.confd import BirdBlock, bird_input, render
+from meshsim.model.cluster import Cluster
+from meshsim.agent.config import node_configs
+from meshsim.model.resources import load_scenario
 from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden" / "bird"
@@ -247,8 +248,8 @@ def test_since_and_control_socket_reply() -> None:
     import time
 
     now = time.mktime((2026, 5, 1, 10, 0, 0, 0, 0, -1))
-    assert bird.since_timestamp("09:39:45.500", now) == pytest.approx(now - 20 * 60 - 14.5)
-    assert bird.since_timestamp("23:59:59.000", now) < now  # yesterday's
+    assert since_timestamp("09:39:45.500", now) == pytest.approx(now - 20 * 60 - 14.5)
+    assert since_timestamp("23:59:59.000", now) < now  # yesterday's
     text, code = bird.split_reply(["2002-Name       Proto", "1002-static1    Static", " more", "0000 "])
     assert text == "Name       Proto\nstatic1    Static\nmore\n" and code == 0
     assert bird.split_reply(["9001 syntax error, unexpected CF_SYM_UNDEFINED"])[1] == 9001

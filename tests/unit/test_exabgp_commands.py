@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from meshsim.bgptypes import PathAttrs
-from meshsim.exabgp import announce_command, withdraw_command
+from meshsim.bgp.types import PathAttrs
+from meshsim.engines.exabgp import announce_command, withdraw_command
 
 A, B = IPv4Address("127.168.0.81"), IPv4Address("127.168.0.82")
 P = IPv4Network("10.244.1.0/26")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 
-from meshsim.expected import expected_tables, propagate
-from meshsim.felix import HostView, bgp_route
-from meshsim.model import Cluster
-from meshsim.resources import IPPool, load_scenario
-from meshsim.trace import trace
+from meshsim.oracle.expected import expected_tables, propagate
+from meshsim.routes.felix import HostView, bgp_route
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import IPPool, load_scenario
+from meshsim.oracle.trace import trace
 from tests.conftest import SCENARIOS, node_doc, pool_doc, scenario_doc
 
 HOST = HostView("n1", IPv4Address("192.168.0.81"), IPv4Network("192.168.0.0/24"), "eth0", IPv4Address("192.168.0.1"))

@@ -80,9 +80,9 @@ from pathlib import Path
 
 import pytest
 
-from meshsim.expected import expected_tables
-from meshsim.model import Cluster
-from meshsim.resources import load_scenario
+from meshsim.oracle.expected import expected_tables
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden"

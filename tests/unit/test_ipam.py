@@ -7,9 +7,9 @@ from ipaddress import IPv4Network
 import pytest
 
 from meshsim.errors import IpamError, ScenarioError
-from meshsim.ipam import Ipam
-from meshsim.model import Cluster, veth_name
-from meshsim.resources import IPAMConfiguration, IPPool, load_scenario
+from meshsim.model.ipam import Ipam
+from meshsim.model.cluster import Cluster, veth_name
+from meshsim.model.resources import IPAMConfiguration, IPPool, load_scenario
 from tests.conftest import node_doc, pool_doc, scenario_doc
 
 

@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from meshsim.errors import ScenarioError
-from meshsim.resources import load_scenario
+from meshsim.model.resources import load_scenario
 from tests.conftest import SCENARIOS, node_doc, pool_doc, scenario_doc
 
 

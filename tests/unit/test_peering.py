@@ -6,9 +6,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from meshsim.model import Cluster
-from meshsim.peering import compute_peerings, protocol_name, session_pairs
-from meshsim.resources import load_scenario
+from meshsim.model.cluster import Cluster
+from meshsim.model.peering import compute_peerings, protocol_name, session_pairs
+from meshsim.model.resources import load_scenario
 from tests.conftest import SCENARIOS, node_doc, pool_doc
 
 RR_PEER = ("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: peer-with-rrs}\n"

@@ -7,9 +7,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from meshsim.bgptypes import PathAttrs
-from meshsim.policy import ExportContext, calico_filter, export, export_decision, import_check, normalize_import
-from meshsim.rib import Path, PeerInfo
+from meshsim.bgp.types import PathAttrs
+from meshsim.bgp.policy import ExportContext, calico_filter, export, export_decision, import_check, normalize_import
+from meshsim.bgp.rib import Path, PeerInfo
 
 AS = 64512
 POOL = IPv4Network("10.244.0.0/16")

@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from meshsim.bgptypes import Origin, PathAttrs
-from meshsim.rib import AdjRibIn, BestChanged, LocRib, Path, PeerInfo, Reason, best_path
+from meshsim.bgp.types import Origin, PathAttrs
+from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PeerInfo, Reason, best_path
 
 AS = 64512
 PREFIX = IPv4Network("10.244.1.0/26")

@@ -1,4 +1,4 @@
-"""meshsim.routetable: renderings (as checked on a real kernel), dump order, lookup, diff, parse.
+"""meshsim.routes.routetable: renderings (as checked on a real kernel), dump order, lookup, diff, parse.
 
 Every expected string below was printed by iproute2 6.1 / net-tools 2.10 on Linux for the same
 routes (see tests/integration/test_routetable_kernel.py). Note iproute2's trailing space.
@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from meshsim.routetable import DEFAULT, Route, RouteDelta, RouteTable, parse_ip_route
+from meshsim.routes.routetable import DEFAULT, Route, RouteDelta, RouteTable, parse_ip_route
 
 
 def ip(s: str) -> IPv4Address:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshsim.errors import SelectorError
-from meshsim.selectors import All, And, Eq, Has, In, Ne, Not, NotIn, Or, Selector, parse
+from meshsim.model.selectors import All, And, Eq, Has, In, Ne, Not, NotIn, Or, Selector, parse
 
 RR = {"route-reflector": "true", "projectcalico.org/zone": "z1", "kubernetes.io/hostname": "node-1"}
 LABEL_SETS: list[dict[str, str]] = [

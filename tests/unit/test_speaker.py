@@ -13,9 +13,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from meshsim.bgptypes import PathAttrs
-from meshsim.rib import Path, PeerInfo, Reason
-from meshsim.speaker import (
+from meshsim.bgp.types import PathAttrs
+from meshsim.bgp.rib import Path, PeerInfo, Reason
+from meshsim.bgp.speaker import (
     Announce,
     BestChanged,
     Dropped,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meshsim.errors import ScenarioError
-from meshsim.resources import BGPConfiguration, IPPool, load_scenario
-from meshsim.timeline import parse_timeline
+from meshsim.model.resources import BGPConfiguration, IPPool, load_scenario
+from meshsim.model.timeline import parse_timeline
 from tests.conftest import SCENARIOS, node_doc, pool_doc, scenario_doc
 
 

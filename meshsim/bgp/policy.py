@@ -1,0 +1,205 @@
+"""Import and export rules of one Calico node's BIRD, as pure functions.
+
+Owns: `ExportContext`, `import_check()` (RFC 4456 §8 loop checks, RFC 4271 §9.1.2 AS
+loop), `normalize_import()`, and `export_decision()`/`export()`: Calico's
+`calico_export_to_bgp_peers` filter (v3.28) followed by the BGP rules in one function,
+like GoBGP's `filterpath` (never back to the source, iBGP split horizon, RFC 4456
+reflection, eBGP attribute rewriting). Pure: stdlib and meshsim.bgp.types/rib only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from meshsim.bgp.types import PathAttrs
+from meshsim.bgp.rib import Path, PeerInfo
+
+__all__ = [
+    "ExportContext",
+    "ExportDecision",
+    "calico_filter",
+    "export",
+    "export_decision",
+    "import_check",
+    "normalize_import",
+]
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What the rules need to know about the local node."""
+
+    router_id: IPv4Address
+    """Our BGP identifier, equal to our declared node address (also our next hop)."""
+    local_as: int
+    cluster_id: IPv4Address | None = None
+    """Set => we are a route reflector (Calico `routeReflectorClusterID`)."""
+    exportable_pools: tuple[IPv4Network, ...] = ()
+    """IP pools that are neither `disabled` nor `disableBGPExport`."""
+    affine_blocks: tuple[IPv4Network, ...] = ()
+    """Our own (confirmed) affine blocks: what `calico_aggr()` is rendered from."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exportable_pools", tuple(self.exportable_pools))
+        object.__setattr__(self, "affine_blocks", tuple(self.affine_blocks))
+
+    @property
+    def is_route_reflector(self) -> bool:
+        return self.cluster_id is not None
+
+
+@dataclass(frozen=True)
+class ExportDecision:
+    """The outcome of exporting one path to one peer: the attributes to send, or None,
+    and a short reason either way (for logs, `meshsim trace` and tests)."""
+
+    attrs: PathAttrs | None
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.attrs is not None
+
+
+def _is_ebgp(peer: PeerInfo, ctx: ExportContext) -> bool:
+    return peer.asn != ctx.local_as
+
+
+# --------------------------------------------------------------------------------------
+# Import
+# --------------------------------------------------------------------------------------
+
+
+def normalize_import(attrs: PathAttrs, source: PeerInfo, ctx: ExportContext) -> PathAttrs:
+    """Attributes as stored for a path received from `source`.
+
+    From an eBGP peer, LOCAL_PREF is ignored (RFC 4271 §5.1.5) and ORIGINATOR_ID /
+    CLUSTER_LIST, which never cross an AS boundary (RFC 4456 §8), are dropped.
+    """
+    if not _is_ebgp(source, ctx):
+        return attrs
+    return replace(attrs, local_pref=100, originator_id=None, cluster_list=())
+
+
+def import_check(path: Path, ctx: ExportContext) -> str | None:
+    """Why a received path must be ignored, or None to accept it."""
+    attrs, source = path.attrs, path.source
+    if source is None:
+        return None
+    # RFC 4456 §8: a route whose ORIGINATOR_ID is our own router id is ignored.
+    if attrs.originator_id is not None and attrs.originator_id == ctx.router_id:
+        return f"ORIGINATOR_ID {attrs.originator_id} is our router id (RFC 4456 §8)"
+    # RFC 4456 §8: an RR ignores a route whose CLUSTER_LIST holds its cluster id
+    # (BIRD checks only its own cluster id, and only when it is a reflector).
+    if ctx.cluster_id is not None and ctx.cluster_id in attrs.cluster_list:
+        return f"CLUSTER_LIST contains our cluster id {ctx.cluster_id} (RFC 4456 §8)"
+    # RFC 4271 §9.1.2: a route from an external peer whose AS_PATH holds our AS is a loop.
+    if _is_ebgp(source, ctx) and ctx.local_as in attrs.as_path:
+        return f"AS_PATH contains our AS {ctx.local_as} (RFC 4271 §9.1.2)"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------
+
+
+def calico_filter(prefix: IPv4Network, ctx: ExportContext) -> tuple[bool, str]:
+    """Calico's `calico_export_to_bgp_peers` (v3.28 bird_ipam.cfg), reduced to what a
+    meshsim node can hold: disabled pools, `calico_aggr()`, then `net ~ POOL`.
+
+    Pools are checked first (`reject_disabled_pools()` plus the final `reject` for a
+    prefix in no pool), so an affine block of a deleted pool is not exported either.
+    """
+    # reject_disabled_pools(); and the closing `reject` after `if net ~ POOL then accept`.
+    pool = next((p for p in ctx.exportable_pools if prefix.subnet_of(p)), None)
+    if pool is None:
+        return False, f"{prefix} is in no exportable IP pool (calico: disabled pool / not a pool route)"
+    # calico_aggr(): `if net = BLOCK then accept; if net ~ BLOCK then reject;` per block.
+    for block in ctx.affine_blocks:
+        if prefix == block:
+            return True, f"{prefix} is our affine block (calico_aggr: net = BLOCK accept)"
+        if prefix.subnet_of(block):
+            return False, f"{prefix} is inside our affine block {block} (calico_aggr: net ~ BLOCK reject)"
+    return True, f"{prefix} is in pool {pool} (net ~ POOL accept)"
+
+
+def _to_ebgp(attrs: PathAttrs, ctx: ExportContext, *, local: bool) -> PathAttrs:
+    # RFC 4271 §5.1.2: prepend our AS; §5.1.3: next hop self toward an external peer.
+    # RFC 4271 §5.1.5: no LOCAL_PREF to external peers (PathAttrs always carries one, so
+    # it is reset to the default and the adapter leaves it out on eBGP sessions).
+    # RFC 4271 §5.1.4: a MED learned from a neighbour is not passed on to another AS.
+    # RFC 4456 §8: ORIGINATOR_ID and CLUSTER_LIST are not sent to eBGP peers.
+    return replace(
+        attrs,
+        as_path=(ctx.local_as, *attrs.as_path),
+        next_hop=ctx.router_id,
+        local_pref=100,
+        med=attrs.med if local else None,
+        originator_id=None,
+        cluster_list=(),
+    )
+
+
+def _reflect(path: Path, ctx: ExportContext) -> PathAttrs:
+    assert path.source is not None and ctx.cluster_id is not None
+    attrs = path.attrs
+    return replace(
+        attrs,
+        # RFC 4456 §10: a reflector does not change NEXT_HOP (attrs.next_hop kept).
+        # RFC 4456 §8: ORIGINATOR_ID is set to the originator's router id only if absent.
+        originator_id=attrs.originator_id if attrs.originator_id is not None else path.source.router_id,
+        # RFC 4456 §8: the reflector prepends its CLUSTER_ID to the CLUSTER_LIST.
+        cluster_list=(ctx.cluster_id, *attrs.cluster_list),
+    )
+
+
+def export_decision(path: Path, to: PeerInfo, ctx: ExportContext) -> ExportDecision:
+    """What to send `to` for best path `path`: the whole export rule set in one place."""
+    source = path.source
+    # 1. Never advertise a path back to the neighbour it came from (BIRD bgp_preexport).
+    if source is not None and source.name == to.name:
+        return ExportDecision(None, f"learned from {to.name}: not sent back")
+
+    # 2. Calico's export filter.
+    ok, why = calico_filter(path.prefix, ctx)
+    if not ok:
+        return ExportDecision(None, why)
+
+    to_ebgp = _is_ebgp(to, ctx)
+
+    # 3. Locally originated: to every peer, next hop self (RFC 4271 §5.1.3).
+    if source is None:
+        if to_ebgp:
+            return ExportDecision(_to_ebgp(path.attrs, ctx, local=True), f"{why}; local, to eBGP")
+        return ExportDecision(replace(path.attrs, next_hop=ctx.router_id), f"{why}; local")
+
+    if to_ebgp:
+        # 6. Best paths go to eBGP peers whatever their source (RFC 4271 §9.2).
+        return ExportDecision(_to_ebgp(path.attrs, ctx, local=False), f"{why}; to eBGP")
+
+    if _is_ebgp(source, ctx):
+        # Learned over eBGP, sent over iBGP: attributes (and NEXT_HOP) unchanged
+        # (RFC 4271 §5.1.3 1; LOCAL_PREF already set on import, §5.1.5).
+        return ExportDecision(path.attrs, f"{why}; eBGP-learned to iBGP")
+
+    # From here on: learned over iBGP, going to an iBGP peer.
+    if ctx.cluster_id is None:
+        # 4. RFC 4271 §9.2: routes learned from an internal peer are not re-advertised
+        # to other internal peers (iBGP split horizon) unless we are a route reflector.
+        return ExportDecision(None, "iBGP-learned, not a route reflector: split horizon (RFC 4271 §9.2)")
+
+    # 5. Route reflection, RFC 4456 §8.
+    if source.rr_client:
+        # From a client: reflect to all peers, clients and non-clients, except the source.
+        return ExportDecision(_reflect(path, ctx), f"{why}; reflected from client {source.name} (RFC 4456 §8)")
+    if to.rr_client:
+        # From a non-client iBGP peer: reflect to clients only.
+        return ExportDecision(_reflect(path, ctx), f"{why}; reflected from non-client to client (RFC 4456 §8)")
+    return ExportDecision(None, "from a non-client, not reflected to a non-client (RFC 4456 §8)")
+
+
+def export(path: Path, to: PeerInfo, ctx: ExportContext) -> PathAttrs | None:
+    """Attributes to send `to` for best path `path`, or None if it must not be sent."""
+    return export_decision(path, to, ctx).attrs

@@ -1,0 +1,349 @@
+"""Routing information bases and BIRD's best-path selection.
+
+Owns: `PeerInfo` (who a path came from), `Path`, `Reason`, `best_path()`, the per-peer
+`AdjRibIn`, and the `LocRib`, which keeps every candidate path per prefix and returns
+`BestChanged` diffs from each change (GoBGP's `TableManager.Update` shape).
+Pure and synchronous: imports nothing but the stdlib and `meshsim.bgp.types`; no asyncio,
+no exabgp, no sockets, no clock. Export and import rules live in `meshsim.bgp.policy`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from meshsim.bgp.types import PathAttrs
+
+__all__ = [
+    "AdjRibIn",
+    "BestChanged",
+    "LocRib",
+    "Path",
+    "PeerInfo",
+    "Reason",
+    "best_path",
+]
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """A configured BGP neighbour, as confd would render its `protocol bgp` block."""
+
+    name: str
+    """Calico protocol name, e.g. "Mesh_192_168_0_82", "Node_192_168_0_10", "Global_10_0_0_1"."""
+    address: IPv4Address
+    """The declared peer address (the node IP, never the 127.x the session runs on)."""
+    router_id: IPv4Address
+    """The peer's BGP identifier; equal to its address in meshsim."""
+    asn: int
+    rr_client: bool = False
+    """True when this peer is *our* route-reflector client (`rr client;` in our config)."""
+
+
+@dataclass(frozen=True)
+class Path:
+    """One path to a prefix: its attributes and where it came from."""
+
+    prefix: IPv4Network
+    attrs: PathAttrs
+    source: PeerInfo | None
+    """The neighbour it was learned from; None for a locally originated path."""
+
+    @property
+    def is_local(self) -> bool:
+        return self.source is None
+
+
+class Reason(enum.Enum):
+    """The best-path step at which the winner beat the runner-up (GoBGP's BestPathReason).
+
+    Members are listed in the order `best_path` applies them (after ONLY_PATH).
+    """
+
+    ONLY_PATH = "only-path"
+    LOCAL_ORIGIN = "local-origin"
+    LOCAL_PREF = "local-pref"
+    AS_PATH = "as-path-length"
+    ORIGIN = "origin"
+    MED = "med"
+    EXTERNAL = "external-over-internal"
+    ROUTER_ID = "router-id"
+    CLUSTER_LIST = "cluster-list-length"
+    PEER_ADDRESS = "peer-address"
+
+
+# --------------------------------------------------------------------------------------
+# Best-path selection
+#
+# BIRD `bgp_rte_better()` (proto/bgp/attrs.c), applied as successive elimination: each
+# step keeps only the candidates no other candidate beats at that step, and the step
+# that leaves one candidate is the Reason. Every step but MED is a total order on a key,
+# so this equals pairwise comparison; MED is compared only between paths from the same
+# neighbouring AS (RFC 4271 §9.1.2.2 c), which is not transitive, and elimination is
+# what makes the result independent of input order (BIRD's `deterministic med`).
+# A comparator returns < 0 when `a` is better than `b`, > 0 when worse, 0 on a tie.
+# --------------------------------------------------------------------------------------
+
+_Comparator = Callable[[Path, Path, "int | None"], int]
+
+
+def _cmp(x: object, y: object) -> int:
+    return (x > y) - (x < y)  # type: ignore[operator]
+
+
+def _by_local_origin(a: Path, b: Path, local_as: int | None) -> int:
+    # BIRD nest rte_better(): a static/local route (preference 200) beats BGP (100).
+    return _cmp(a.source is not None, b.source is not None)
+
+
+def _by_local_pref(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.1: degree of preference = LOCAL_PREF, higher is better.
+    return _cmp(b.attrs.local_pref, a.attrs.local_pref)
+
+
+def _by_as_path(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 a): shorter AS_PATH.
+    return _cmp(len(a.attrs.as_path), len(b.attrs.as_path))
+
+
+def _by_origin(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 b): lower ORIGIN (IGP < EGP < INCOMPLETE).
+    return _cmp(int(a.attrs.origin), int(b.attrs.origin))
+
+
+def _neighbour_as(path: Path, local_as: int | None) -> int | None:
+    # BIRD bgp_get_neighbor(): first AS of the AS_PATH, or our own AS when it is empty.
+    if path.attrs.as_path:
+        return path.attrs.as_path[0]
+    return local_as if local_as is not None else (path.source.asn if path.source else None)
+
+
+def _by_med(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 c): lower MED, only between paths from the same neighbouring AS;
+    # a missing MED counts as 0 (BIRD `default bgp_med`, RFC 4271 §9.1.2.2 c).
+    if _neighbour_as(a, local_as) != _neighbour_as(b, local_as):
+        return 0
+    return _cmp(a.attrs.med or 0, b.attrs.med or 0)
+
+
+def _is_external(path: Path, local_as: int | None) -> bool:
+    return path.source is not None and local_as is not None and path.source.asn != local_as
+
+
+def _by_external(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 d): prefer a path learned over eBGP to one learned over iBGP.
+    # (Step e, IGP cost to the next hop, is skipped: every meshsim next hop is on-link.)
+    return _cmp(not _is_external(a, local_as), not _is_external(b, local_as))
+
+
+def _originator(path: Path) -> IPv4Address | None:
+    # RFC 4456 §9: ORIGINATOR_ID replaces the peer's BGP Identifier when present.
+    if path.attrs.originator_id is not None:
+        return path.attrs.originator_id
+    return path.source.router_id if path.source is not None else None
+
+
+def _by_router_id(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 f) with RFC 4456 §9: lowest ORIGINATOR_ID / BGP Identifier.
+    oa, ob = _originator(a), _originator(b)
+    if oa is None or ob is None:
+        return 0
+    return _cmp(oa, ob)
+
+
+def _by_cluster_list(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4456 §9: shorter CLUSTER_LIST, inserted between RFC 4271 §9.1.2.2 f) and g).
+    return _cmp(len(a.attrs.cluster_list), len(b.attrs.cluster_list))
+
+
+def _by_peer_address(a: Path, b: Path, local_as: int | None) -> int:
+    # RFC 4271 §9.1.2.2 g): lowest peer address. The protocol name breaks the last tie
+    # (two sessions to one address) so the order is total and input-order independent.
+    if a.source is None or b.source is None:
+        return 0
+    return _cmp((a.source.address, a.source.name), (b.source.address, b.source.name))
+
+
+BEST_PATH_STEPS: tuple[tuple[Reason, _Comparator], ...] = (
+    (Reason.LOCAL_ORIGIN, _by_local_origin),
+    (Reason.LOCAL_PREF, _by_local_pref),
+    (Reason.AS_PATH, _by_as_path),
+    (Reason.ORIGIN, _by_origin),
+    (Reason.MED, _by_med),
+    (Reason.EXTERNAL, _by_external),
+    (Reason.ROUTER_ID, _by_router_id),
+    (Reason.CLUSTER_LIST, _by_cluster_list),
+    (Reason.PEER_ADDRESS, _by_peer_address),
+)
+"""BIRD `bgp_rte_better()` order. Note BIRD (and RFC 4456 §9) compares ORIGINATOR_ID
+before CLUSTER_LIST length."""
+
+
+def _stable_key(path: Path) -> tuple[int, IPv4Address, str, str]:
+    src = path.source
+    if src is None:
+        return (0, IPv4Address(0), "", repr(path.attrs))
+    return (1, src.address, src.name, repr(path.attrs))
+
+
+def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path, Reason] | None:
+    """The best of `paths` and the step that decided it, or None if there are none.
+
+    `local_as` enables RFC 4271 §9.1.2.2 d) (eBGP over iBGP) and gives the neighbour AS
+    of paths with an empty AS_PATH; without it every path is treated as internal.
+    The result does not depend on the order of `paths`.
+    """
+    candidates = sorted(set(paths), key=_stable_key)
+    if not candidates:
+        return None
+    if len(candidates) == 1:
+        return candidates[0], Reason.ONLY_PATH
+    for reason, compare in BEST_PATH_STEPS:
+        survivors = [
+            p for p in candidates if not any(compare(q, p, local_as) < 0 for q in candidates)
+        ]
+        if len(survivors) == 1:
+            return survivors[0], reason
+        candidates = survivors
+    # Only identical sources remain (cannot happen in a LocRib, which keys by source).
+    return candidates[0], Reason.PEER_ADDRESS
+
+
+# --------------------------------------------------------------------------------------
+# RIBs
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BestChanged:
+    """The best path to `prefix` changed (BIRD's rt_notify(new, old)). `reason` is None
+    when there is no longer a path."""
+
+    prefix: IPv4Network
+    old: Path | None
+    new: Path | None
+    reason: Reason | None
+
+
+class AdjRibIn:
+    """The paths one neighbour has sent us and we accepted (after the import check)."""
+
+    def __init__(self, peer: PeerInfo) -> None:
+        self.peer = peer
+        self._paths: dict[IPv4Network, Path] = {}
+
+    def update(self, path: Path) -> Path | None:
+        """Store `path` (implicitly replacing an earlier one); return the one replaced."""
+        old = self._paths.get(path.prefix)
+        self._paths[path.prefix] = path
+        return old
+
+    def withdraw(self, prefix: IPv4Network) -> Path | None:
+        return self._paths.pop(prefix, None)
+
+    def get(self, prefix: IPv4Network) -> Path | None:
+        return self._paths.get(prefix)
+
+    def clear(self) -> list[Path]:
+        dropped = list(self._paths.values())
+        self._paths.clear()
+        return dropped
+
+    def paths(self) -> dict[IPv4Network, Path]:
+        return dict(self._paths)
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in self._paths
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def _source_key(source: PeerInfo | str | None) -> str | None:
+    if source is None or isinstance(source, str):
+        return source
+    return source.name
+
+
+class LocRib:
+    """Every candidate path per prefix (at most one per source) and the current best.
+
+    Each mutation returns the `BestChanged` diffs it caused (empty when the best path
+    stayed the same); the speaker turns those into exports.
+    """
+
+    def __init__(self, local_as: int | None = None) -> None:
+        self.local_as = local_as
+        self._candidates: dict[IPv4Network, dict[str | None, Path]] = {}
+        self._best: dict[IPv4Network, tuple[Path, Reason]] = {}
+        self._by_peer: dict[str | None, set[IPv4Network]] = {}
+
+    # -- mutations ---------------------------------------------------------------------
+
+    def update(self, path: Path) -> list[BestChanged]:
+        key = _source_key(path.source)
+        self._candidates.setdefault(path.prefix, {})[key] = path
+        self._by_peer.setdefault(key, set()).add(path.prefix)
+        return self._recompute(path.prefix)
+
+    def withdraw(self, prefix: IPv4Network, source: PeerInfo | str | None) -> list[BestChanged]:
+        key = _source_key(source)
+        cands = self._candidates.get(prefix)
+        if cands is None or key not in cands:
+            return []
+        del cands[key]
+        if not cands:
+            del self._candidates[prefix]
+        self._by_peer.get(key, set()).discard(prefix)
+        return self._recompute(prefix)
+
+    def drop_peer(self, peer_name: str) -> list[BestChanged]:
+        changes: list[BestChanged] = []
+        for prefix in sorted(self._by_peer.pop(peer_name, set())):
+            cands = self._candidates[prefix]
+            del cands[peer_name]
+            if not cands:
+                del self._candidates[prefix]
+            changes.extend(self._recompute(prefix))
+        return changes
+
+    def update_many(self, paths: Iterable[Path]) -> list[BestChanged]:
+        changes: list[BestChanged] = []
+        for path in paths:
+            changes.extend(self.update(path))
+        return changes
+
+    def _recompute(self, prefix: IPv4Network) -> list[BestChanged]:
+        old = self._best.get(prefix)
+        result = best_path(tuple(self._candidates.get(prefix, {}).values()), self.local_as)
+        if result is None:
+            self._best.pop(prefix, None)
+        else:
+            self._best[prefix] = result
+        old_path = old[0] if old else None
+        new_path, reason = result if result else (None, None)
+        if old_path == new_path:
+            return []
+        return [BestChanged(prefix, old_path, new_path, reason)]
+
+    # -- queries -----------------------------------------------------------------------
+
+    def best(self, prefix: IPv4Network) -> tuple[Path, Reason] | None:
+        return self._best.get(prefix)
+
+    def candidates(self, prefix: IPv4Network) -> tuple[Path, ...]:
+        return tuple(self._candidates.get(prefix, {}).values())
+
+    def prefixes(self) -> list[IPv4Network]:
+        return sorted(self._candidates)
+
+    def snapshot(self) -> dict[IPv4Network, tuple[Path, Reason]]:
+        return dict(sorted(self._best.items()))
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in self._best
+
+    def __len__(self) -> int:
+        return len(self._best)

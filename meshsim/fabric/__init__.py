@@ -1,0 +1,1 @@
+"""Where nodes run: processes on this machine, network namespaces, or containers (compose)."""

@@ -1,0 +1,251 @@
+"""`meshsim compose`: a docker-compose file that runs a scenario with one container per Node.
+
+Owns `compose_file(files, output)`, which renders the file as text (deterministic, so a checked-in
+file can be tested to be current), and `main(args)`. What the file holds:
+- one user-defined bridge network whose subnet is the nodes' subnet, with the scenario's gateway as the
+  bridge's address; nodes in several subnets, and BGP peers that are no node (external peerIPs: nothing
+  would answer there, and the containers talk to each other only) are clear errors. (Not `internal`:
+  Docker drops bridged packets whose source is outside the subnet there, i.e. pod-to-pod traffic.)
+- one service per Node at its declared address with a fixed MAC (02:42 + the address, as Docker would
+  pick it), `cap_add: [NET_ADMIN]` (so `--dataplane kernel` can program the container's routing table),
+  BGP on the scenario's listenPort, the HTTP status endpoint on 9179, a health check (every 2 s, longer
+  from 9 nodes on: N/4 s, so the checks cost the same small share of the CPU at any N);
+  nodes start with `--hold-bgp` and the controller starts them all, so the cold start is measured as
+  `meshsim run` measures it;
+- a one-shot `controller` service (`meshsim controller`) that waits for healthy nodes, runs the scenario,
+  writes the report into ./reports (or $MESHSIM_REPORTS) and exits 0 only when every table converged;
+- every service has the same `build:` and `image:`, so no compose version tries to pull.
+Compose v1 (`docker-compose`, 1.29) and v2 (`docker compose`) both read it. Environment variables the
+file reads: MESHSIM_SCENARIO (another scenario with the same nodes, relative to the compose file's
+folder), MESHSIM_DATAPLANE (sim|kernel), MESHSIM_TIMEOUT, MESHSIM_REPORTS, MESHSIM_IMAGE, BASE_IMAGE.
+Pure apart from reading the scenario and writing the output file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
+
+from meshsim.errors import MeshsimError
+from meshsim.oracle.expected import host_view
+from meshsim.model.cluster import Cluster
+from meshsim.model.resources import load_scenario
+
+HTTP_PORT = 9179
+WORKDIR = "/work"  # scenario folders are mounted under it; the containers' working directory
+DEFAULT_IMAGE = "meshsim:local"
+
+
+def health_interval(nodes: int) -> int:
+    """Seconds between health checks: >= 2, and ~4 checks a second in all (each is a `docker exec`: every 2 s
+    on 20 containers cost ~0.55 of this machine's 2 cores, for the whole run)."""
+    return max(2, -(-nodes // 4))
+
+
+class ComposeError(MeshsimError):
+    """The scenario cannot be laid out as a compose file (several subnets, no room for the controller, ...)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    subnet: IPv4Network
+    gateway: IPv4Address
+    controller: IPv4Address
+    nodes: dict[str, IPv4Address]  # in scenario order
+
+
+def mac_for(address: IPv4Address) -> str:
+    """02:42:<the four octets>: what Docker itself assigns, fixed in the file."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in address.packed)
+
+
+def layout(cluster: Cluster) -> Layout:
+    nodes = cluster.scenario.nodes
+    if not nodes:
+        raise ComposeError("the scenario has no Node: nothing to run")
+    subnets: dict[IPv4Network, list[str]] = {}
+    for n in nodes:
+        subnets.setdefault(IPv4Network(n.subnet), []).append(n.name)
+    if len(subnets) > 1:
+        parts = "; ".join(f"{s}: {', '.join(names)}" for s, names in subnets.items())
+        raise ComposeError(f"nodes in {len(subnets)} subnets ({parts}): a compose file puts every node on one "
+                           "bridge network, and Docker does not route between bridge networks; give the nodes "
+                           "one subnet (their ipv4Address prefix), or run the scenario with `meshsim run`")
+    subnet = next(iter(subnets))
+    external = sorted({f"{p.name} of {node} -> {p.peer_address}" for node, ps in cluster.peerings().items()
+                       for p in ps if p.peer_node is None})
+    if external:
+        raise ComposeError(f"BGP peers that are not nodes of the scenario ({'; '.join(external)}): a compose run "
+                           "has no BGP speaker at those addresses, and its containers send traffic to each other "
+                           "only; remove those BGPPeers (peerIP), or run the scenario with `meshsim run`")
+    if subnet.prefixlen > 29:
+        raise ComposeError(f"the nodes' subnet {subnet} is too small for a bridge network with a gateway and a "
+                           "controller: use a prefix of /29 or shorter in the nodes' ipv4Address")
+    used = {n.address for n in nodes}
+    for n in nodes:
+        if n.address in (subnet.network_address, subnet.broadcast_address):
+            raise ComposeError(f"node {n.name}: {n.address} is the network or broadcast address of {subnet}")
+    gateway = host_view(cluster, nodes[0].name).gateway
+    if gateway not in subnet or gateway in used or gateway in (subnet.network_address, subnet.broadcast_address):
+        gateway = next(a for a in subnet.hosts() if a not in used)
+    used.add(gateway)
+    controller = next((a for a in reversed(list(subnet.hosts())) if a not in used), None)
+    if controller is None:
+        raise ComposeError(f"no free address left in {subnet} for the controller")
+    return Layout(subnet=subnet, gateway=gateway, controller=controller, nodes={n.name: n.address for n in nodes})
+
+
+def _project_root() -> Path | None:
+    """Where the Dockerfile is: the current folder, else the source checkout meshsim runs from."""
+    for cand in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (cand / "Dockerfile").is_file() and (cand / "meshsim").is_dir():
+            return cand
+    return None
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+
+
+def _q(value: str) -> str:
+    """A YAML double-quoted scalar."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str | None = None,
+                 image: str = DEFAULT_IMAGE) -> str:
+    """The compose file (text) for the scenario in `files`, to be written at `output`; relative paths in it
+    (build context, scenario folders, ./reports) are relative to the output file's folder, as compose reads
+    them."""
+    cluster = Cluster.build(load_scenario(files))
+    lay = layout(cluster)
+    sc = cluster.scenario
+    out_dir = Path(output).resolve().parent
+    bgp_port = sc.bgp.listen_port
+
+    # scenario files inside the containers: each scenario folder mounted read-only under /work
+    mounts: dict[str, str] = {}  # host folder (relative to the compose file) -> container folder
+    in_container: list[str] = []
+    if scenario_path:
+        in_container = shlex.split(scenario_path)
+    else:
+        for f in files:
+            host_dir = _rel(Path(f).parent, out_dir)
+            if host_dir not in mounts:
+                if host_dir == "." or not host_dir.startswith(".."):
+                    mounts[host_dir] = str(PurePosixPath(WORKDIR) / host_dir) if host_dir != "." else WORKDIR
+                else:
+                    mounts[host_dir] = f"{WORKDIR}/_scenario{len(mounts)}"
+            rel = PurePosixPath(os.path.relpath(mounts[host_dir], WORKDIR)) / Path(f).name
+            in_container.append(str(rel))
+    default_scenario = " ".join(shlex.quote(p) for p in in_container)
+    scenario_arg = "${MESHSIM_SCENARIO:-" + default_scenario + "}"
+    volumes = [f"{'./' + h if h != '.' and not h.startswith('..') else h}:{c}:ro" for h, c in mounts.items()]
+
+    root = _project_root()
+    shown_files = " ".join(_rel(Path(f), out_dir) if not Path(f).is_absolute() else str(f) for f in files)
+    lines: list[str] = [
+        f"# Generated by `meshsim compose {shown_files} -o {Path(output).name}`: regenerate, don't edit.",
+        f"# Scenario {sc.name}: {len(sc.nodes)} nodes on {lay.subnet} (gateway {lay.gateway}), one container per",
+        "# node (BGP on its declared address, HTTP status on :9179), and a one-shot controller that starts them,",
+        "# waits until every route table is as expected, plays the timeline and writes the report to",
+        "# ./reports (exit code 0 = every table converged). With a registry, on any machine:",
+        "#   docker compose up --build --exit-code-from controller        (or docker-compose, v1)",
+        "# Offline: scripts/wheelhouse.sh, then",
+        "#   BASE_IMAGE=meshsim-base:local docker-compose up --build --exit-code-from controller",
+        "# Environment: MESHSIM_SCENARIO (another scenario with these nodes, relative to this folder),",
+        "# MESHSIM_DATAPLANE=kernel (also program the containers' routing tables), MESHSIM_TIMEOUT (s),",
+        "# MESHSIM_REPORTS (report folder), MESHSIM_IMAGE, BASE_IMAGE. Then: docker-compose down -v",
+        'version: "2.4"',
+        "",
+        "x-image: &image",
+    ]
+    if root is not None:
+        lines += [
+            "  build:",
+            f"    context: {_q(_rel(root, out_dir))}",
+            "    args:",
+            '      BASE_IMAGE: "${BASE_IMAGE:-python:3.11-slim}"',
+        ]
+    lines += [
+        f'  image: "${{MESHSIM_IMAGE:-{image}}}"',
+        f"  working_dir: {WORKDIR}",
+        "  init: true",
+        "",
+        "x-node: &node",
+        "  <<: *image",
+        "  cap_add: [NET_ADMIN]",
+        "  stop_grace_period: 5s",
+    ]
+    if volumes:
+        lines += ["  volumes:"] + [f"    - {_q(v)}" for v in volumes]
+    lines += [
+        "  healthcheck:",
+        f'    test: ["CMD", "bash", "-c", "exec 3<>/dev/tcp/$$MESHSIM_ADDRESS/{HTTP_PORT}"]',
+        f"    interval: {health_interval(len(lay.nodes))}s",
+        "    timeout: 2s",
+        "    retries: 30",
+        "",
+        "services:",
+    ]
+    for name, addr in lay.nodes.items():
+        lines += [
+            f"  {name}:",
+            "    <<: *node",
+            f"    hostname: {name}",
+            f"    mac_address: {_q(mac_for(addr))}",
+            "    environment:",
+            f"      MESHSIM_ADDRESS: {_q(str(addr))}",
+            "    command: >-",
+            f"      node --scenario {scenario_arg} --name {name}",
+            f"      --bgp-port {bgp_port} --http-port {HTTP_PORT} --dataplane ${{MESHSIM_DATAPLANE:-sim}} --hold-bgp",
+            "    networks:",
+            "      meshsim:",
+            f"        ipv4_address: {lay.nodes[name]}",
+        ]
+    fit = " ".join(f"{n}={a}" for n, a in lay.nodes.items())
+    lines += [
+        "  controller:",
+        "    <<: *image",
+        f"    mac_address: {_q(mac_for(lay.controller))}",
+        "    environment:",
+        f"      MESHSIM_COMPOSE_NODES: {_q(fit)}",
+        "    command: >-",
+        f"      controller {scenario_arg} --out /reports --timeout ${{MESHSIM_TIMEOUT:-180}}",
+        "    volumes:",
+    ]
+    lines += [f"      - {_q(v)}" for v in volumes]
+    lines += [
+        '      - "${MESHSIM_REPORTS:-./reports}:/reports"',
+        "      # - /var/run/docker.sock:/var/run/docker.sock  # lets kill-node events pause/kill/start node containers",
+        "    depends_on:",
+    ]
+    for name in lay.nodes:
+        lines += [f"      {name}:", "        condition: service_healthy"]
+    lines += [
+        "    networks:",
+        "      meshsim:",
+        f"        ipv4_address: {lay.controller}",
+        "",
+        "networks:",
+        "  meshsim:",
+        "    driver: bridge",
+        "    ipam:",
+        "      config:",
+        f"        - subnet: {lay.subnet}",
+        f"          gateway: {lay.gateway}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: Any) -> int:
+    text = compose_file(args.files, args.output, scenario_path=getattr(args, "scenario_path", None))
+    Path(args.output).write_text(text)
+    cluster_nodes = text.count("    <<: *node\n")
+    print(f"wrote {args.output}: {cluster_nodes} node services + controller; run it with "
+          f"`docker-compose -f {args.output} up --build --exit-code-from controller`")
+    return 0

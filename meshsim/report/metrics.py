@@ -1,0 +1,119 @@
+"""Convergence and session figures from node snapshots (pure: timestamps come in as data).
+
+Owns `table_diff`, `convergence(expected, snapshots, since)` -> per-node and cluster figures, the
+expected session set, and percentile helpers. A node has converged when its actual table equals its
+expected table line for line; it converged *at* the last time its table changed (nodes record the
+wall-clock time of every route change), so the figure does not depend on how often we poll.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from meshsim.model.peering import Peering
+from meshsim.routes.routetable import RouteTable
+
+
+@dataclass(frozen=True)
+class TableDiff:
+    missing: tuple[str, ...]  # expected lines the node does not have
+    extra: tuple[str, ...]  # lines the node has that are not expected
+
+    @property
+    def equal(self) -> bool:
+        return not self.missing and not self.extra
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"missing": list(self.missing), "extra": list(self.extra)}
+
+
+def table_diff(expected: RouteTable, actual_ip_text: str) -> TableDiff:
+    exp = expected.render_ip().splitlines()
+    act = actual_ip_text.splitlines()
+    return TableDiff(tuple(line for line in exp if line not in act), tuple(line for line in act if line not in exp))
+
+
+def expected_sessions(peerings: dict[str, list[Peering]], running: Iterable[str]) -> set[tuple[str, str]]:
+    """(node, protocol name) of every session that should be Established among running nodes."""
+    running = set(running)
+    configured = {(p.node, p.peer_node) for lst in peerings.values() for p in lst if p.peer_node}
+    out = set()
+    for node, lst in peerings.items():
+        if node not in running:
+            continue
+        for p in lst:
+            if p.peer_node in running and (p.peer_node, node) in configured:
+                out.add((node, p.name))
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    r = lambda v: None if v is None else round(v, 3)  # noqa: E731
+    return {"min": r(min(values)) if values else None, "p50": r(percentile(values, 0.5)),
+            "p95": r(percentile(values, 0.95)), "max": r(max(values)) if values else None}
+
+
+@dataclass
+class Convergence:
+    converged: bool
+    diffs: dict[str, TableDiff]
+    per_node: dict[str, float] = field(default_factory=dict)  # seconds after `since`
+    time: float | None = None
+    sessions_expected: int = 0
+    sessions_up: int = 0
+    sessions_time: float | None = None
+
+    @property
+    def nodes_converged(self) -> int:
+        return sum(1 for d in self.diffs.values() if d.equal)
+
+
+def convergence(expected: dict[str, RouteTable], snapshots: dict[str, dict[str, Any]], since: float,
+                want_sessions: set[tuple[str, str]]) -> Convergence:
+    """Compare every running node's snapshot (GET /state) with its expected table."""
+    diffs: dict[str, TableDiff] = {}
+    per_node: dict[str, float] = {}
+    for name, exp in expected.items():
+        snap = snapshots.get(name)
+        text = snap["routes"]["ip"] if snap else ""
+        diffs[name] = table_diff(exp, text)
+        if snap and diffs[name].equal:
+            last = snap["routes"].get("last_change") or since
+            per_node[name] = max(0.0, last - since)
+    up = 0
+    last_up = since
+    for node, proto in want_sessions:
+        snap = snapshots.get(node)
+        if not snap:
+            continue
+        for s in snap["status"]["sessions"]:
+            if s["name"] == proto and s["state"] == "up":
+                up += 1
+                last_up = max(last_up, s.get("established_at") or since)
+    converged = all(d.equal for d in diffs.values())
+    return Convergence(
+        converged=converged, diffs=diffs, per_node=per_node,
+        time=max(per_node.values(), default=0.0) if converged else None,
+        sessions_expected=len(want_sessions), sessions_up=up,
+        sessions_time=(last_up - since) if up == len(want_sessions) else None,
+    )
+
+
+def totals(snapshots: dict[str, dict[str, Any]]) -> dict[str, int]:
+    keys = ("updates_sent", "updates_received", "withdrawals_sent", "withdrawals_received", "flaps")
+    out = {k: 0 for k in keys}
+    for snap in snapshots.values():
+        for k in keys:
+            out[k] += snap["counters"]["totals"].get(k, 0)
+    return out

@@ -1,1 +1,0 @@
-"""Runners: drive node processes on this machine (local) and observe them."""

@@ -2,7 +2,7 @@
 
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
-`run`, `node` and `status`/`routes --live` drive processes (meshsim.runner, meshsim.agent.node).
+`run`, `node`, `worker` and `status`/`routes --live` drive processes (meshsim.run, meshsim.agent).
 """
 
 from __future__ import annotations
@@ -114,21 +114,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from meshsim.fabric.netns import check_isolation, fabric_factory
     from meshsim.run.runner import main as run_main
 
-    return run_main(args)
+    factory = fabric_factory(args.isolation, args.dataplane, bgp_port=args.port, workers=args.workers,
+                             process_per_node=args.process_per_node)
+    return run_main(args, factory, mode_check=lambda cluster: check_isolation(cluster, args.isolation))
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from meshsim.agent.node import main as node_main
+    from meshsim.agent.standalone import main as node_main
 
     return node_main(args)
 
 
-def cmd_birdnode(args: argparse.Namespace) -> int:
-    from meshsim.agent.birdnode import main as birdnode_main
+def cmd_worker(args: argparse.Namespace) -> int:
+    from meshsim.agent.worker import main as worker_main
 
-    return birdnode_main(args)
+    return worker_main(args)
 
 
 def _csv(text: str, kind: type, flag: str) -> list:
@@ -178,7 +181,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshsim", description="Emulate Calico's BGP control plane: IPAM, "
-                                     "node-to-node mesh and route reflectors, with real BGP over ExaBGP.")
+                                     "node-to-node mesh and route reflectors, with real BGP sessions (ExaBGP's codec).")
     parser.add_argument("--version", action="version", version=f"meshsim {__version__}")
     parser.add_argument("--log-level", default=None, help="debug|info|warning|error (default warning)")
     parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
@@ -229,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataplane", choices=("sim", "kernel"), default="sim",
                    help="kernel (with --isolation netns): meshsim nodes also program their namespace's routing "
                         "table, so `ip -n msim-<run>-<node> route` shows the routes")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes hosting the nodes (default: one per CPU, more if the nodes' sockets "
+                        "would not fit one process's open-file limit)")
+    p.add_argument("--process-per-node", action="store_true",
+                   help="one process per node instead of shared workers")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="run the scenario's timeline on generated clusters, mesh vs route reflectors")
@@ -270,11 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "every node, so the cold start is measured as `meshsim run` measures it)")
     p.set_defaults(func=cmd_node)
 
-    p = sub.add_parser("birdnode", help="run one node as real BIRD 2 (started by `meshsim run --isolation netns` "
-                                        "for nodes whose Scenario host says implementation: bird)")
-    p.add_argument("--config", required=True, help="the node's JSON config written by the runner")
-    p.add_argument("--netns", default=None, help="the network namespace BIRD runs in (default: the config's)")
-    p.set_defaults(func=cmd_birdnode)
+    p = sub.add_parser("worker", help="(internal) a worker process hosting nodes, driven by `meshsim run` over stdin")
+    p.set_defaults(func=cmd_worker)
     return parser
 
 

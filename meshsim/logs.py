@@ -41,3 +41,16 @@ def configure(level: str | None = None, json: bool | None = None) -> None:
 
 def get_logger(**context: object) -> structlog.types.FilteringBoundLogger:
     return structlog.get_logger().bind(**context)
+
+
+def file_logger(path: str, level: str | None = None, **context: object) -> structlog.types.FilteringBoundLogger:
+    """A logger of its own writing JSON lines to `path` (one per node when many nodes share a process)."""
+    level = (level or os.environ.get("MESHSIM_LOG_LEVEL") or "info").lower()
+    stream = open(path, "a", buffering=1, encoding="utf-8")  # closed when the process ends
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(file=stream),
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+    )
+    return logger.bind(**context)

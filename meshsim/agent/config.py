@@ -30,6 +30,8 @@ class PeerConfig:
     rr_client: bool
     type: str  # node-to-node mesh | node specific | global
     peer_node: str | None
+    restart_time: int = 120  # graceful restart time we advertise (nodeMeshMaxRestartTime / BGPPeer maxRestartTime)
+    password: str | None = None  # TCP-MD5 key (BGPConfiguration nodeMeshPassword / BGPPeer password)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ class NodeConfig:
     dataplane: str = "sim"  # sim: the route table is simulated; kernel: also programmed into the real kernel
     netns: str | None = None  # program that network namespace instead of our own
     http_address: str | None = None  # serve HTTP here instead of on session_address (netns runner: a 127.x address)
-    bgp_netns: str | None = None  # run the BGP engine (ExaBGP, BIRD) in this network namespace (`ip netns exec`)
+    bgp_netns: str | None = None  # the BGP engine's sockets (or BIRD) live in this network namespace
+    recovery: bool = True  # start as calico-node starts BIRD (`bird -R`): graceful-restart recovery
+    implementation: str = "meshsim"  # the node's BGP engine: meshsim (its own sessions) or bird (real BIRD 2)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -162,6 +166,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             asn=sc.asn(by_name[node.name]), cluster_id=str(node.rr_cluster_id) if node.rr_cluster_id else None,
             hold_time=hold, keepalive_time=keep, pools=pools, peers=tuple(peers), local=LocalState.of(cluster, node.name),
             workdir=str(workdir / node.name), log_level=log_level,
+            implementation=sc.host(node.name).implementation,
         )
     return out
 

@@ -23,12 +23,15 @@ __all__ = [
     "Announce",
     "BestChanged",
     "Dropped",
+    "EndOfRibReceived",
     "Event",
+    "FlushStale",
     "Originate",
     "Output",
     "PeerCounters",
     "PeerDown",
     "PeerUp",
+    "RefreshRequested",
     "RouteReceived",
     "RouteWithdrawn",
     "Speaker",
@@ -73,10 +76,33 @@ class PeerUp:
 
 @dataclass(frozen=True)
 class PeerDown:
-    """The session with `peer` left Established (notification, hold timer, TCP close)."""
+    """The session with `peer` left Established (notification, hold timer, TCP close). `graceful`: the
+    peer restarts (RFC 4724): its paths stay, marked stale, instead of being withdrawn."""
 
     peer: str
     reason: str
+    graceful: bool = False
+
+
+@dataclass(frozen=True)
+class EndOfRibReceived:
+    """`peer` sent End-of-RIB (RFC 4724 §2): its stale paths that it did not re-announce go."""
+
+    peer: str
+
+
+@dataclass(frozen=True)
+class FlushStale:
+    """The restart time of `peer` ran out, or it came back without forwarding state: its stale paths go."""
+
+    peer: str
+
+
+@dataclass(frozen=True)
+class RefreshRequested:
+    """`peer` sent ROUTE-REFRESH (RFC 2918): send it everything again."""
+
+    peer: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +130,8 @@ class Originate:
     prefixes: frozenset[IPv4Network]
 
 
-Event: TypeAlias = PeerUp | PeerDown | RouteReceived | RouteWithdrawn | Originate
+Event: TypeAlias = (PeerUp | PeerDown | RouteReceived | RouteWithdrawn | EndOfRibReceived | FlushStale
+                    | RefreshRequested | Originate)
 
 
 # -- outputs -----------------------------------------------------------------------------
@@ -139,9 +166,9 @@ class Dropped:
 Output: TypeAlias = Announce | Withdraw | BestChanged | Dropped
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PeerCounters:
-    """Per-peer message counts (one per prefix, as the ExaBGP API reports them)."""
+    """Per-peer route counts: one per prefix announced or withdrawn (BIRD's route change stats)."""
 
     updates_received: int = 0
     withdrawals_received: int = 0
@@ -157,6 +184,8 @@ class _PeerState:
     rib_in: AdjRibIn = field(init=False)
     rib_out: dict[IPv4Network, PathAttrs] = field(default_factory=dict)
     counters: PeerCounters = field(default_factory=PeerCounters)
+    stale: set[IPv4Network] = field(default_factory=set)
+    """Prefixes of `rib_in` kept from a session that went down gracefully, not re-announced yet."""
 
     def __post_init__(self) -> None:
         self.rib_in = AdjRibIn(self.info)
@@ -164,10 +193,6 @@ class _PeerState:
     @property
     def established(self) -> bool:
         return self.established_since is not None
-
-    def count(self, **delta: int) -> None:
-        c = self.counters
-        self.counters = replace(c, **{k: getattr(c, k) + v for k, v in delta.items()})
 
 
 class Speaker:
@@ -185,6 +210,8 @@ class Speaker:
         self._peers: dict[str, _PeerState] = {}
         self._locrib = LocRib(config.local_as)
         self._originated: frozenset[IPv4Network] = frozenset()
+        self._up: list[_PeerState] = []  # established peers, by name (the export fan-out)
+        self._held = False  # exports held back while the node recovers from a restart
         for peer in peers:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
@@ -204,7 +231,9 @@ class Speaker:
         out: list[Output] = []
         for name in sorted(set(self._peers) - set(wanted)):
             out += self._peer_down(name)
+            out += self._flush_stale(name)
             del self._peers[name]
+        self._refresh_up()
         changed = False
         for name, info in sorted(wanted.items()):
             state = self._peers.get(name)
@@ -232,12 +261,16 @@ class Speaker:
         match event:
             case PeerUp(peer=name):
                 return self._peer_up(name, now)
-            case PeerDown(peer=name):
-                return self._peer_down(name)
+            case PeerDown(peer=name, graceful=graceful):
+                return self._peer_down(name, graceful)
             case RouteReceived(peer=name, prefix=prefix, attrs=attrs):
                 return self._route_received(name, prefix, attrs)
             case RouteWithdrawn(peer=name, prefix=prefix):
                 return self._route_withdrawn(name, prefix)
+            case EndOfRibReceived(peer=name) | FlushStale(peer=name):
+                return self._flush_stale(name)
+            case RefreshRequested(peer=name):
+                return self._refresh(name)
             case Originate(prefixes=prefixes):
                 return self._originate(frozenset(prefixes))
             case _:
@@ -250,31 +283,91 @@ class Speaker:
         out: list[Output] = []
         if state.established:
             # A second PeerUp means the adapter saw a new session: reset the old one.
-            out += self._peer_down(name)
+            out += self._peer_down(name, graceful=False)
         state.established_since = now
+        state.rib_out.clear()
+        self._refresh_up()
         # Send the new peer everything export() allows from the Loc-RIB best paths.
-        for prefix in self._locrib.prefixes():
-            out += self._sync_peer(state, prefix)
+        if not self._held:
+            for prefix in self._locrib.prefixes():
+                out += self._sync_peer(state, prefix)
         return out
 
-    def _peer_down(self, name: str) -> list[Output]:
+    def _peer_down(self, name: str, graceful: bool = False) -> list[Output]:
         state = self._peers.get(name)
         if state is None or not state.established:
             return []
         state.established_since = None
         state.rib_out.clear()  # the session is gone, and with it what it was told
+        self._refresh_up()
+        if graceful:
+            # RFC 4724 §4.2 (BIRD bgp_handle_graceful_restart: rt_refresh_begin): keep the paths, stale.
+            # A second restart before End-of-RIB first drops what is still stale from the first.
+            out = self._flush_stale(name)
+            state.stale = set(state.rib_in.paths())
+            return out
+        state.stale.clear()
         state.rib_in.clear()
         return self._propagate(self._locrib.drop_peer(name))
+
+    def _flush_stale(self, name: str) -> list[Output]:
+        """BIRD rt_refresh_end(): withdraw the peer's paths still marked stale."""
+        state = self._peers.get(name)
+        if state is None or not state.stale:
+            return []
+        changes: list[BestChanged] = []
+        for prefix in sorted(state.stale):
+            if state.rib_in.withdraw(prefix) is not None:
+                changes += self._locrib.withdraw(prefix, name)
+        state.stale.clear()
+        return self._propagate(changes)
+
+    def _refresh(self, name: str) -> list[Output]:
+        """RFC 2918: re-advertise the whole Adj-RIB-Out to the peer."""
+        state = self._peers.get(name)
+        if state is None or not state.established or self._held:
+            return []
+        state.rib_out.clear()
+        out: list[Output] = []
+        for prefix in self._locrib.prefixes():
+            out += self._sync_peer(state, prefix)
+        return out
+
+    def _refresh_up(self) -> None:
+        self._up = [self._peers[n] for n in sorted(self._peers) if self._peers[n].established]
+
+    # -- graceful restart of this node (bird -R) ---------------------------------------------------
+
+    def hold_exports(self) -> None:
+        """Send nothing until `release_exports()` (RFC 4724 §4.1: a restarting speaker defers its
+        advertisements until it has the routes of its peers)."""
+        self._held = True
+
+    def release_exports(self) -> list[Output]:
+        """End of the restart: send every established peer what export() allows."""
+        if not self._held:
+            return []
+        self._held = False
+        out: list[Output] = []
+        for state in self._up:
+            for prefix in self._locrib.prefixes():
+                out += self._sync_peer(state, prefix)
+        return out
+
+    @property
+    def exports_held(self) -> bool:
+        return self._held
 
     def _route_received(self, name: str, prefix: IPv4Network, attrs: PathAttrs) -> list[Output]:
         state = self._peers.get(name)
         if state is None or not state.established:
             return [Dropped(name, prefix, "peer not established" if state else "unknown peer")]
-        state.count(updates_received=1)
+        state.counters.updates_received += 1
+        state.stale.discard(prefix)  # re-announced: no longer stale
         path = Path(prefix, normalize_import(attrs, state.info, self._ctx), state.info)
         why = import_check(path, self._ctx)
         if why is not None:
-            state.count(dropped=1)
+            state.counters.dropped += 1
             out: list[Output] = [Dropped(name, prefix, why)]
             # An UPDATE replaces the peer's earlier path for the prefix (RFC 4271 §9.1.4
             # implicit withdraw); if the new one is ignored, the old one is gone.
@@ -288,7 +381,8 @@ class Speaker:
         state = self._peers.get(name)
         if state is None or not state.established:
             return [Dropped(name, prefix, "peer not established" if state else "unknown peer")]
-        state.count(withdrawals_received=1)
+        state.counters.withdrawals_received += 1
+        state.stale.discard(prefix)
         if state.rib_in.withdraw(prefix) is None:
             return []
         return self._propagate(self._locrib.withdraw(prefix, name))
@@ -316,11 +410,11 @@ class Speaker:
         return out
 
     def _sync_prefix(self, prefix: IPv4Network) -> list[Output]:
+        if self._held:
+            return []
         out: list[Output] = []
-        for name in sorted(self._peers):
-            state = self._peers[name]
-            if state.established:
-                out += self._sync_peer(state, prefix)
+        for state in self._up:
+            out += self._sync_peer(state, prefix)
         return out
 
     def _sync_peer(self, state: _PeerState, prefix: IPv4Network) -> list[Output]:
@@ -333,10 +427,10 @@ class Speaker:
         name = state.info.name
         if wanted is None:
             del state.rib_out[prefix]
-            state.count(withdrawals_sent=1)
+            state.counters.withdrawals_sent += 1
             return [Withdraw(name, prefix)]
         state.rib_out[prefix] = wanted
-        state.count(updates_sent=1)
+        state.counters.updates_sent += 1
         return [Announce(name, prefix, wanted)]
 
     def _rebuild(self) -> list[Output]:
@@ -357,7 +451,7 @@ class Speaker:
                 path = replace(path, source=state.info)
                 why = import_check(path, self._ctx)
                 if why is not None:
-                    state.count(dropped=1)
+                    state.counters.dropped += 1
                     out.append(Dropped(name, prefix, why))
                     continue
                 state.rib_in.update(path)
@@ -413,4 +507,8 @@ class Speaker:
         return self._originated
 
     def counters(self) -> dict[str, PeerCounters]:
-        return {name: self._peers[name].counters for name in sorted(self._peers)}
+        return {name: replace(self._peers[name].counters) for name in sorted(self._peers)}
+
+    def stale(self, peer_name: str) -> frozenset[IPv4Network]:
+        """The prefixes of `peer_name` kept as stale (graceful restart), empty when none."""
+        return frozenset(self._state(peer_name).stale)

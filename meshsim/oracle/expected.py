@@ -41,7 +41,7 @@ class Learned:
     cluster_list: tuple[IPv4Address, ...]
 
 
-def _exportable(cluster: Cluster, exporter: str, prefix: IPv4Network) -> bool:
+def exportable(cluster: Cluster, exporter: str, prefix: IPv4Network) -> bool:
     """calico_export_to_bgp_peers at `exporter` (bird_ipam.cfg.template / bird_aggr.cfg.template)."""
     pool = cluster.pool_of(prefix)
     if pool is None or not pool.exported:
@@ -87,7 +87,7 @@ def propagate(cluster: Cluster, running: Iterable[str] | None = None) -> dict[st
             continue
         origin_addr = node_by_name[origin].address
         for prefix in sorted(cluster.originated(origin)):
-            if not _exportable(cluster, origin, prefix):
+            if not exportable(cluster, origin, prefix):
                 continue
             # Breadth first, so the first arrival has the shortest CLUSTER_LIST (RFC 4456 §9 tie-break);
             # a node re-exports only its best path, i.e. its first arrival.
@@ -116,7 +116,7 @@ def propagate(cluster: Cluster, running: Iterable[str] | None = None) -> dict[st
                 came_from[receiver] = (out_cl, sender)
                 if recv_node.rr_cluster_id is None:
                     continue  # RFC 4271 §9.2: iBGP-learned routes are not re-advertised to iBGP peers
-                if not _exportable(cluster, receiver, prefix):
+                if not exportable(cluster, receiver, prefix):
                     continue
                 from_client = _is_client(sessions, receiver, sender)
                 for q in sessions.get(receiver, []):
@@ -151,6 +151,13 @@ def expected_table(cluster: Cluster, node: str, learned: dict[IPv4Network, Learn
     )
 
 
-def expected_tables(cluster: Cluster, running: Iterable[str] | None = None) -> dict[str, RouteTable]:
-    learned = propagate(cluster, running)
-    return {node: expected_table(cluster, node, routes) for node, routes in learned.items()}
+def expected_tables(cluster: Cluster, running: Iterable[str] | None = None,
+                    stale: Iterable[str] = ()) -> dict[str, RouteTable]:
+    """Every running node's expected table. `stale`: nodes that are gone but whose routes their peers keep
+    as stale (graceful restart, RFC 4724): their routes propagate as if they still ran (a reflector's
+    reflections included); they have no table of their own."""
+    stale = set(stale)
+    present = None if running is None and not stale else set(
+        [n.name for n in cluster.scenario.nodes] if running is None else running) | stale
+    learned = propagate(cluster, present)
+    return {node: expected_table(cluster, node, routes) for node, routes in learned.items() if node not in stale}

@@ -91,12 +91,20 @@ def markdown(report: dict[str, Any], plot_files: list[str] | None = None) -> str
             rows.append([name, "-", "-", "-", "-", "-", "-"])
             continue
         up = sum(1 for s in n["sessions"].values() if s["state"] == "up")
-        rows.append([name, f"{up}/{len(n['sessions'])}", "yes" if n["converged"] else "no", str(n["routes"]),
-                     f"{n['counters']['updates_sent']}/{n['counters']['updates_received']}",
-                     _f(n["cpu_seconds"] + n["exabgp"]["cpu_seconds"]),
-                     f"{_mib(n['rss_bytes'])} + {_mib(n['exabgp']['rss_bytes'])}"])
-    lines.append(_table(["node", "sessions up", "table as expected", "routes", "UPDATEs tx/rx",
-                         "CPU s (node+ExaBGP)", "RSS MiB (node + ExaBGP)"], rows))
+        c = n["counters"]
+        msgs = f"{c.get('messages_sent', {}).get('update', '-')}/{c.get('messages_received', {}).get('update', '-')}"
+        rows.append([name, n.get("engine", "meshsim"), f"{up}/{len(n['sessions'])}",
+                     "yes" if n["converged"] else "no", str(n["routes"]),
+                     f"{c['updates_sent']}/{c['updates_received']}", msgs, _f(n["cpu_seconds"], digits=3),
+                     f"{n['rss_bytes'] / 2**20:.1f}" if n.get("rss_bytes") else "-"])
+    lines.append(_table(["node", "engine", "sessions up", "table as expected", "routes", "routes tx/rx",
+                         "UPDATE messages tx/rx", "CPU s", "memory MiB"], rows))
+    processes = report.get("processes") or {}
+    if processes.get("workers"):
+        lines += ["", "## Processes", "", f"Measured: {processes.get('measured', '')}", ""]
+        lines.append(_table(["worker", "pid", "nodes", "CPU s", "RSS MiB"],
+                            [[str(w["index"]), str(w["pid"]), str(len(w["nodes"])), _f(w["cpu_seconds"]),
+                              _mib(w["rss_bytes"])] for w in processes["workers"]]))
     if plot_files:
         lines += ["## Plots", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in plot_files] + [""]
     elif plot_files is not None:

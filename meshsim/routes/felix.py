@@ -8,7 +8,7 @@ Owns
   same as Always unless the next hop is inside the node's subnet; Never -> a plain route, resolved
   recursively (`gateway recursive`) through the default gateway when the next hop is off-subnet;
 - `FelixAgent`: desired table = host routes + local workloads + own block blackholes + BGP best
-  paths; `apply(now)` returns the delta and records when each route last changed.
+  paths, kept incrementally; `apply(now)` returns the delta and records it in a `RouteHistory`.
 Caveat (as in real Calico): BGP-learned routes reach the kernel through BIRD's kernel protocol, not
 Felix; Felix programs workload routes. This agent plays both parts for a meshsim node.
 Pure: no asyncio, no clock (time is a parameter).
@@ -16,12 +16,12 @@ Pure: no asyncio, no clock (time is a parameter).
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Iterable, Mapping
 
 from meshsim.model.resources import IPPool
+from meshsim.routes.history import RouteHistory
 from meshsim.routes.routetable import Route, RouteDelta, RouteTable
 
 TUNNEL_DEVICE = "tunl0"
@@ -100,51 +100,107 @@ def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapp
     return RouteTable(routes.values())
 
 
-@dataclass
 class FelixAgent:
-    """Keeps one node's route table: feed it parts, `apply(now)` to program and get the delta."""
+    """Keeps one node's route table: give it the parts, `apply(now)` programs what changed.
 
-    host: HostView
-    pools: tuple[IPPool, ...]
-    blocks: frozenset[IPv4Network] = frozenset()
-    workloads: dict[IPv4Address, str] = field(default_factory=dict)
-    learned: dict[IPv4Network, IPv4Address] = field(default_factory=dict)
-    table: RouteTable = field(default_factory=RouteTable)
-    changed_at: dict[IPv4Network, float] = field(default_factory=dict)  # dst -> when last added/changed
-    removed_at: dict[IPv4Network, float] = field(default_factory=dict)  # dst -> when last removed
-    last_change: float | None = None
-    changes: int = 0
-    log: deque = field(default_factory=lambda: deque(maxlen=50_000))  # (time, add|del|chg, dst, line)
+    Incremental: each input change marks the destinations it can affect, and `apply` recomputes only
+    those (the same precedence as `node_table`: a local workload, then an own-block blackhole, then a
+    host route, then a BGP best path), so a node learning one route does O(1) work, not O(table).
+    `recovering`: the node restarts with the table it had before (BIRD's kernel protocol with `persist`
+    and `graceful restart`): nothing is removed until `end_recovery()` (krt prune at the end of the
+    graceful-restart recovery); routes are added and replaced as usual meanwhile.
+    """
 
+    def __init__(self, host: HostView, pools: Iterable[IPPool], *, history: RouteHistory | None = None,
+                 kept: Mapping[IPv4Network, Route] | None = None, recovering: bool = False) -> None:
+        self.host = host
+        self.pools = tuple(pools)
+        self.blocks: frozenset[IPv4Network] = frozenset()
+        self.workloads: dict[IPv4Network, Route] = {}
+        self.learned: dict[IPv4Network, IPv4Address] = {}
+        self.history = history if history is not None else RouteHistory()
+        self.recovering = recovering
+        self._host = {r.dst: r for r in host_routes(host)}
+        self._routes: dict[IPv4Network, Route] = dict(kept or {})
+        self._dirty: set[IPv4Network] = set(self._host) | set(self._routes)
+
+    # -- inputs ---------------------------------------------------------------------------------
     def set_local(self, blocks: Iterable[IPv4Network], workloads: Mapping[IPv4Address, str]) -> None:
-        self.blocks = frozenset(blocks)
-        self.workloads = dict(workloads)
+        new_blocks = frozenset(b for b in blocks if b.prefixlen < 32)
+        new_wl = {IPv4Network(ip): workload_route(ip, iface) for ip, iface in workloads.items()}
+        self._dirty |= self.blocks ^ new_blocks
+        self._dirty |= {d for d in set(self.workloads) | set(new_wl) if self.workloads.get(d) != new_wl.get(d)}
+        self.blocks = new_blocks
+        self.workloads = new_wl
 
     def set_learned(self, prefix: IPv4Network, next_hop: IPv4Address | None) -> None:
         if next_hop is None:
-            self.learned.pop(prefix, None)
-        else:
+            if self.learned.pop(prefix, None) is not None:
+                self._dirty.add(prefix)
+        elif self.learned.get(prefix) != next_hop:
             self.learned[prefix] = next_hop
+            self._dirty.add(prefix)
 
-    def desired(self) -> RouteTable:
-        return node_table(self.host, blocks=self.blocks, workloads=self.workloads, learned=self.learned,
-                          pools=self.pools)
+    def set_pools(self, pools: Iterable[IPPool]) -> None:
+        self.pools = tuple(pools)
+        self._dirty |= set(self.learned)
+
+    def end_recovery(self) -> None:
+        """Graceful-restart recovery is over: routes nobody wants any more go now."""
+        if self.recovering:
+            self.recovering = False
+            self._dirty |= set(self._routes)
+
+    # -- programming ------------------------------------------------------------------------------
+    def route_for(self, dst: IPv4Network) -> Route | None:
+        if dst in self.workloads:
+            return self.workloads[dst]
+        if dst in self.blocks:
+            return blackhole_route(dst)
+        if dst in self._host:
+            return self._host[dst]
+        nh = self.learned.get(dst)
+        if nh is None:
+            return None
+        pool = next((p for p in self.pools if dst.subnet_of(p.cidr)), None)
+        return bgp_route(dst, nh, pool, self.host)
 
     def apply(self, now: float) -> RouteDelta:
-        """Program the desired table (RouteTable.SetRoutes + Apply in Felix's terms)."""
-        new = self.desired()
-        delta = self.table.diff(new)
-        if delta.added or delta.removed:
-            added = {r.dst for r in delta.added}
-            removed = {r.dst for r in delta.removed}
-            for r in delta.removed:
-                if r.dst not in added:
-                    self.removed_at[r.dst] = now
-                    self.log.append((now, "del", str(r.dst), r.render_ip().rstrip()))
-            for r in delta.added:
-                self.changed_at[r.dst] = now
-                self.log.append((now, "chg" if r.dst in removed else "add", str(r.dst), r.render_ip().rstrip()))
-            self.table = new
-            self.last_change = now
-            self.changes += len(delta.added) + len(delta.removed)
-        return delta
+        """Program what changed (RouteTable.SetRoutes + Apply in Felix's terms); returns the delta."""
+        if not self._dirty:
+            return RouteDelta()
+        added: list[Route] = []
+        removed: list[Route] = []
+        changes: dict[str, str | None] = {}
+        for dst in sorted(self._dirty):
+            old = self._routes.get(dst)
+            new = self.route_for(dst)
+            if new is None and self.recovering:
+                continue  # kept from before the restart until recovery ends
+            if new == old:
+                continue
+            if old is not None:
+                removed.append(old)
+            if new is None:
+                del self._routes[dst]
+                changes[str(dst)] = None
+            else:
+                self._routes[dst] = new
+                added.append(new)
+                changes[str(dst)] = new.render_ip()
+        self._dirty.clear()
+        self.history.apply(changes, now)
+        return RouteDelta(added=tuple(added), removed=tuple(removed))
+
+    def desired(self) -> RouteTable:
+        return node_table(self.host, blocks=self.blocks, workloads={IPv4Address(d.network_address): r.dev or ""
+                                                                    for d, r in self.workloads.items()},
+                          learned=self.learned, pools=self.pools)
+
+    @property
+    def table(self) -> RouteTable:
+        return RouteTable(self._routes.values())
+
+    @property
+    def routes(self) -> dict[IPv4Network, Route]:
+        return dict(self._routes)

@@ -1,37 +1,34 @@
-"""A running cluster you can drive: the datastore (Cluster model) + the node processes + observation.
+"""A running cluster you can drive: the datastore (Cluster model) + the nodes (a Fabric) + observation.
 
-Owns `Harness`, an async context manager used by `meshsim run`, the timeline and the tests: it starts
-every node, keeps the model and the processes in step (pods added or removed, nodes stopped, killed
-or started), computes the expected tables of whatever is running, and waits for convergence.
-`async with Harness(cluster) as h:` guarantees every process is gone when the block exits.
+Owns `Harness`, used by `meshsim run`, the timeline, `compare` and the tests: it starts every node, keeps
+the model and the nodes in step (pods added or removed, nodes stopped, killed or started), computes the
+expected tables of whatever is running, and waits for convergence. It also remembers which killed nodes
+their peers still hold as stale (graceful restart after a SIGKILL, RFC 4724) and until when, so the
+expected tables keep those routes for the restart time. `async with Harness(cluster, fabric) as h:`
+guarantees every process is gone when the block exits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
-from meshsim.oracle.expected import expected_tables
-from meshsim.report.metrics import Convergence, expected_sessions
+from meshsim.fabric.base import Fabric
 from meshsim.model.cluster import Cluster, Pod
-from meshsim.routes.routetable import RouteTable
-from meshsim.fabric.local import LocalFabric
+from meshsim.model.resources import Node
+from meshsim.oracle.expected import expected_tables
+from meshsim.report.metrics import Convergence, Expected, expected_digests, expected_sessions
 from meshsim.run.observer import Observer, Progress
 
 
 class Harness:
-    def __init__(self, cluster: Cluster, *, bgp_port: int | None = None, http_port: int | None = None,
-                 log_level: str = "info", fabric: Any = None) -> None:
-        """`fabric` defaults to a LocalFabric (processes on this machine); any object with the same methods
-        (start_node, wait_ready, stop_node, kill_node, push_local, push_configs, get, post, running, tail,
-        collect_logs, close) can drive nodes elsewhere, e.g. containers."""
+    def __init__(self, cluster: Cluster, fabric: Fabric) -> None:
         self.cluster = cluster
-        kwargs: dict[str, Any] = {"bgp_port": bgp_port, "log_level": log_level}
-        if http_port is not None:
-            kwargs["http_port"] = http_port
-        self.fabric = fabric if fabric is not None else LocalFabric(cluster, **kwargs)
-        self.observer = Observer(self.fabric)
+        self.fabric = fabric
+        self.observer = Observer(fabric)
         self.started_at = 0.0
+        self.stale: dict[str, float] = {}  # killed node -> when its peers drop its stale routes
 
     async def __aenter__(self) -> "Harness":
         try:
@@ -45,24 +42,31 @@ class Harness:
         await self.close()
 
     async def start(self, names: list[str] | None = None) -> None:
+        """Start every node's agent with BGP held, then release BGP on all of them at once: the cold start
+        is timed from that instant, with every process and agent already up."""
         names = names or [n.name for n in self.cluster.scenario.nodes]
+        await self.fabric.start()
+        for name in names:
+            await self.fabric.start_node(name, hold_bgp=True)
         self.started_at = time.time()
-        for name in names:
-            await self.fabric.start_node(name)
-        await self.fabric.wait_ready(names)
-        for name in names:
-            self.observer.watch(name)
+        await self.fabric.release(names)
 
     async def close(self) -> None:
-        await self.observer.close()
         await self.fabric.close()
 
-    # -- what should be --------------------------------------------------------------------------
+    # -- what should be ----------------------------------------------------------------------------
     def running(self) -> list[str]:
         return self.fabric.running()
 
-    def expected(self) -> dict[str, RouteTable]:
-        return expected_tables(self.cluster, self.running())
+    def stale_nodes(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        for name, until in list(self.stale.items()):
+            if now >= until or name in self.running():
+                del self.stale[name]
+        return sorted(self.stale)
+
+    def expected(self, now: float | None = None) -> dict[str, Expected]:
+        return expected_digests(expected_tables(self.cluster, self.running(), stale=self.stale_nodes(now)))
 
     def expected_sessions(self) -> set[tuple[str, str]]:
         return expected_sessions(self.cluster.peerings(), self.running())
@@ -75,7 +79,7 @@ class Harness:
     def snapshot(self, name: str) -> dict[str, Any]:
         return self.observer.snapshots[name]
 
-    # -- driving -----------------------------------------------------------------------------------
+    # -- driving --------------------------------------------------------------------------------------
     async def add_pods(self, node: str, count: int) -> list[Pod]:
         before = {n.name: self.cluster.originated(n.name) for n in self.cluster.scenario.nodes}
         pods = self.cluster.add_pods(node, count)
@@ -100,25 +104,41 @@ class Harness:
             await self.fabric.push_local(n.name)
         return what
 
-    async def add_node(self, node: object, workloads: int = 0) -> None:
-        self.cluster.add_node(node)  # type: ignore[arg-type]
+    async def add_node(self, node: Node, workloads: int = 0) -> None:
+        self.cluster.add_node(node)
         if workloads:
-            self.cluster.add_pods(node.name, workloads)  # type: ignore[attr-defined]
+            self.cluster.add_pods(node.name, workloads)
         await self.fabric.push_configs()
-        await self.start_node(node.name)  # type: ignore[attr-defined]
+        await self.start_node(node.name)
 
     async def disconnect(self, node: str, peer: str) -> None:
         await self.fabric.post(node, "/teardown", {"peer": peer})
 
     async def stop_node(self, name: str) -> None:
-        self.observer.unwatch(name)
+        self.observer.forget(name)
+        self.stale.pop(name, None)
         await self.fabric.stop_node(name)
 
-    async def kill_node(self, name: str, mode: str = "crash") -> None:
-        self.observer.unwatch(name)
+    async def kill_node(self, name: str, mode: str = "crash") -> float | None:
+        """Kill a node; for `sigkill` returns when its peers drop its stale routes (None: no graceful restart)."""
+        self.observer.forget(name)
         await self.fabric.kill_node(name, mode=mode)
+        if mode != "sigkill":
+            return None
+        cfg = self.fabric.configs()[name]
+        restart = max((p.restart_time for p in cfg.peers), default=0)
+        if restart <= 0:
+            return None
+        self.stale[name] = time.time() + restart
+        return self.stale[name]
 
     async def start_node(self, name: str) -> None:
-        await self.fabric.start_node(name)
-        await self.fabric.wait_ready([name])
-        self.observer.watch(name)
+        restart = name in self.stale or self.fabric.was_killed(name)
+        self.stale.pop(name, None)
+        await self.fabric.start_node(name, restart=restart)
+        await self.fabric.release([name])
+
+    async def wait_until(self, when: float) -> None:
+        delay = when - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -1,10 +1,10 @@
-"""`meshsim run`: the embedded default. Every Node becomes a real process on this machine.
+"""`meshsim run` (and the compose controller): a scenario's cold start and timeline, measured and reported.
 
-Owns `run_scenario` and the CLI entry: build the cluster model, start one `meshsim node` per Node
-(BGP and HTTP on its own 127.x address), wait until every node's actual table equals its expected
-table, print a live progress line and a summary, and write `report.json`, `routes/<node>.ip` and
-`status/<node>.txt`. Ctrl-C, SIGTERM or a failure still stop every process and write what was
-measured so far.
+Owns `run_scenario` (build the cluster model, start its nodes on a fabric, wait until every node's actual
+table equals its expected table, play the timeline, measure), `RunResult` and the one `main()` every run
+command uses. Cleanup order, whatever happens (failure, Ctrl-C, SIGTERM): what was measured is taken from
+the nodes, then every process is stopped (`close()`), then the report is written; an error writing the
+report comes last and leaks nothing.
 """
 
 from __future__ import annotations
@@ -14,22 +14,27 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshsim.errors import MeshsimError, RunError
-from meshsim.oracle.expected import expected_tables
+from meshsim.fabric.base import Fabric
 from meshsim.logs import get_logger
-from meshsim.report.metrics import Convergence, convergence, spread, totals
 from meshsim.model.cluster import Cluster
+from meshsim.model.names import file_stem
 from meshsim.model.resources import load_scenario
-from meshsim.report.markdown import markdown, plots
 from meshsim.model.timeline import parse_timeline
+from meshsim.oracle.expected import expected_tables
+from meshsim.report.markdown import markdown, plots
+from meshsim.report.metrics import Convergence, convergence, expected_digests, spread, totals
 from meshsim.run.harness import Harness
-from meshsim.run.steps import run_step
+from meshsim.run.progress import cold_progress, event_progress
+from meshsim.run.steps import run_timeline
 
-SCHEMA = "meshsim.report.markdown/v1"
+SCHEMA = "meshsim.report/v2"
+FabricFactory = Callable[[Cluster], Fabric]
 
 
 @dataclass
@@ -45,8 +50,11 @@ class RunResult:
     interrupted: bool = False
     mode: str = "local"
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
-    expected: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # what the fabric adds (netns: external_peers, the ToRs)
+    expected: dict[str, str] = field(default_factory=dict)  # node -> expected table digest
+    tables: dict[str, str] = field(default_factory=dict)  # node -> its final `ip route` text
+    status: dict[str, str] = field(default_factory=dict)  # node -> its final `calicoctl node status` text
+    processes: dict[str, Any] = field(default_factory=dict)  # the fabric's processes, how measured
+    extra: dict[str, Any] = field(default_factory=dict)  # what the fabric adds (netns: external_peers)
 
     def to_json(self) -> dict[str, Any]:
         per_node = {}
@@ -58,63 +66,18 @@ class RunResult:
             usage = snap["counters"]["usage"]
             per_node[name] = {
                 "answered": True,
-                "converged": snap["routes"]["ip"] == self.expected.get(name),
-                "routes": len(snap["routes"]["routes"]),
-                "sessions": {s["name"]: {"peer": s["peer"], "type": s["type"], "state": s["state"],
-                                         "info": s["info"], "flaps": s["flaps"]} for s in snap["status"]["sessions"]},
+                "converged": snap["routes"]["digest"] == self.expected.get(name),
+                "routes": snap["routes"]["count"],
+                "sessions": {proto: {"state": s[0], "stale_routes": s[2], "flaps": s[3]}
+                             for proto, s in snap["sessions"].items()},
                 "counters": snap["counters"]["totals"],
-                "cpu_seconds": usage["node"]["cpu_seconds"], "rss_bytes": usage["node"]["rss_bytes"],
-                "exabgp": usage["exabgp"],
+                "cpu_seconds": usage["cpu_seconds"], "rss_bytes": usage["rss_bytes"], "engine": usage["engine"],
             }
         return {"schema": SCHEMA, "scenario": self.scenario, "files": self.files, "mode": self.mode,
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
                 "converged": self.converged, "interrupted": self.interrupted, "error": self.error,
                 "cold_start": self.cold, "events": self.events, "totals": totals(self.snapshots),
-                "nodes": per_node, **self.extra}
-
-
-def _progress_printer(stream=sys.stderr):
-    tty = stream.isatty()
-    last = [0.0]
-
-    def show(conv: Convergence, elapsed: float) -> None:
-        line = (f"[{elapsed:6.1f}s] sessions {conv.sessions_up}/{conv.sessions_expected} Established, "
-                f"tables {conv.nodes_converged}/{len(conv.diffs)} converged")
-        if tty:
-            stream.write("\r" + line.ljust(78))
-            stream.flush()
-        elif time.monotonic() - last[0] >= 2.0:
-            last[0] = time.monotonic()
-            stream.write(line + "\n")
-            stream.flush()
-
-    def done() -> None:
-        if tty:
-            stream.write("\n")
-            stream.flush()
-
-    return show, done
-
-
-def _event_progress(i: int, total: int, what: str, stream=sys.stderr):
-    tty = stream.isatty()
-    last = [0.0]
-
-    def show(conv: Convergence, elapsed: float) -> None:
-        width = 20
-        filled = int(width * (i + (conv.nodes_converged / max(1, len(conv.diffs)))) / max(1, total))
-        bar = "#" * filled + "." * (width - filled)
-        line = (f"[{bar}] event {i + 1}/{total} {what}: {elapsed:5.1f}s, "
-                f"{conv.nodes_converged}/{len(conv.diffs)} nodes converged")
-        if tty:
-            stream.write("\r" + line[:110].ljust(110))
-            stream.flush()
-        elif time.monotonic() - last[0] >= 2.0:
-            last[0] = time.monotonic()
-            stream.write(line + "\n")
-            stream.flush()
-
-    return show
+                "processes": self.processes, "nodes": per_node, **self.extra}
 
 
 def cold_figures(conv: Convergence, snapshots: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -126,19 +89,24 @@ def cold_figures(conv: Convergence, snapshots: dict[str, dict[str, Any]]) -> dic
         "per_node": {n: round(v, 3) for n, v in conv.per_node.items()},
         "sessions_expected": conv.sessions_expected, "sessions_established": conv.sessions_up,
         "not_converged": {n: d.to_json() for n, d in conv.diffs.items() if not d.equal},
+        "nodes_differing": conv.nodes - conv.nodes_converged,
         **totals(snapshots),
     }
 
 
-def write_outputs(out: Path, result: RunResult) -> None:
+def write_outputs(out: Path, result: RunResult, logs_from: Callable[[Path], None] | None = None) -> None:
+    """report.json first (the measurements), then the tables, status, logs, report.md and plots."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "routes").mkdir(exist_ok=True)
-    (out / "status").mkdir(exist_ok=True)
-    for name, snap in result.snapshots.items():
-        (out / "routes" / f"{name}.ip").write_text(snap["routes"]["ip"])
-        (out / "status" / f"{name}.txt").write_text(snap["status"]["text"])
     data = result.to_json()
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "routes").mkdir(exist_ok=True)
+    (out / "status").mkdir(exist_ok=True)
+    for name, text in result.tables.items():
+        (out / "routes" / f"{file_stem(name)}.ip").write_text(text)
+    for name, text in result.status.items():
+        (out / "status" / f"{file_stem(name)}.txt").write_text(text)
+    if logs_from is not None:
+        logs_from(out / "logs")
     try:
         files = plots(data, out)
     except Exception as exc:  # a plotting problem must not lose the measurements
@@ -159,33 +127,26 @@ def summary(result: RunResult) -> str:
         lines.append(f"  converged after {c['time_to_converged_s']:.2f} s "
                      f"(per node min {p['min']:.2f} / p50 {p['p50']:.2f} / max {p['max']:.2f} s)")
     elif c:
-        lines.append(f"  NOT converged: {len(c.get('not_converged', {}))} nodes differ from their expected table")
+        lines.append(f"  NOT converged: {c.get('nodes_differing', 0)} nodes differ from their expected table")
         for name, d in list(c.get("not_converged", {}).items())[:5]:
             lines.append(f"    {name}: missing {len(d['missing'])} {d['missing'][:2]}, extra {len(d['extra'])} "
                          f"{d['extra'][:2]}")
     for e in result.events:
-        if e.get("error"):
-            lines.append(f"  event {e['index']} {e['event']}: FAILED: {e['error']}")
-        elif e.get("waited") is False:
-            lines.append(f"  event {e['index']} {e['event']}: done (not waited for)")
-        elif e.get("converged"):
-            bo = e.get("blackouts") or []
-            lines.append(f"  event {e['index']} {e['event']}: converged in {e['convergence_s']:.2f} s, "
-                         f"{e['routes_changed']} route changes, {e['updates_received']} UPDATEs rx"
-                         + (f", {len(bo)} blackouts (max {max(b['seconds'] for b in bo):.2f} s)" if bo else ""))
-        else:
-            lines.append(f"  event {e['index']} {e['event']}: NOT converged within {e['timeout_s']:.0f} s "
-                         f"({len(e.get('not_converged', {}))} nodes differ)")
+        lines.append("  " + event_line(e))
     t = totals(result.snapshots)
-    lines.append(f"  UPDATEs sent {t['updates_sent']}, received {t['updates_received']}; withdrawals sent "
-                 f"{t['withdrawals_sent']}, received {t['withdrawals_received']}; session flaps {t['flaps']}")
-    rss = [s["counters"]["usage"]["node"]["rss_bytes"] + s["counters"]["usage"]["exabgp"]["rss_bytes"]
-           for s in result.snapshots.values()]
-    if rss:
-        lines.append(f"  RSS per node (speaker + ExaBGP): mean {sum(rss) / len(rss) / 2**20:.0f} MiB, "
-                     f"total {sum(rss) / 2**20:.0f} MiB")
+    lines.append(f"  routes announced {t['updates_sent']} (in {t['update_messages_sent']} UPDATE messages), "
+                 f"withdrawn {t['withdrawals_sent']}; session flaps {t['flaps']}")
+    workers = result.processes.get("workers") or []
+    if workers:
+        rss = sum(w["rss_bytes"] for w in workers)
+        lines.append(f"  {len(workers)} worker processes, RSS {rss / 2**20:.0f} MiB in all "
+                     f"({rss / max(1, len(result.nodes)) / 2**20:.1f} MiB per node)")
+    bird = [s for s in result.snapshots.values() if s["counters"]["usage"]["engine"] == "bird"]
+    if bird:
+        rss = sum(s["counters"]["usage"]["rss_bytes"] for s in bird)
+        lines.append(f"  {len(bird)} BIRD daemons, RSS {rss / 2**20:.0f} MiB in all")
     if result.extra.get("external_peers"):
-        from meshsim.fabric.netns import summary_lines
+        from meshsim.fabric.tors import summary_lines
 
         lines += summary_lines(result.extra)
     if result.error:
@@ -195,84 +156,162 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_scenario(files: list[str], *, out: Path | None = None, bgp_port: int | None = None,
-                       timeout: float = 120.0, progress: bool = True, keep_running: bool = False,
-                       log_level: str = "info", fabric_factory: Any = None, mode: str = "local") -> RunResult:
-    """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` supplies where the nodes run
-    (default: processes on this machine)."""
+def event_line(e: dict[str, Any]) -> str:
+    head = f"event {e['index']} {e['event']}"
+    if e.get("error"):
+        return f"{head}: FAILED: {e['error']}"
+    if e.get("waited") is False:
+        return f"{head}: done (not waited for)"
+    if not e.get("converged"):
+        return f"{head}: NOT converged within {e['timeout_s']:.0f} s ({e.get('nodes_differing', 0)} nodes differ)"
+    bo = e.get("blackouts") or []
+    text = (f"{head}: converged in {e['convergence_s']:.2f} s, {e['routes_changed']} route changes, "
+            f"{e['update_messages_received']} UPDATE messages rx"
+            + (f", {len(bo)} blackouts (max {max(b['seconds'] for b in bo):.2f} s)" if bo else ""))
+    stale = e.get("stale")
+    if stale:
+        text += (f"; stale routes kept {stale['kept_s']:.1f} s" if stale.get("kept_s") is not None
+                 else "; stale routes still kept")
+    return text
+
+
+async def _final_views(h: Harness, result: RunResult) -> None:
+    """The final tables and status of every running node, while they still run."""
+    for name in h.running():
+        try:
+            result.tables[name] = await h.fabric.get(name, "/routes?format=ip", timeout=15)
+            result.status[name] = (await h.fabric.get(name, "/status", timeout=15))["text"]
+        except (OSError, asyncio.TimeoutError, RunError, KeyError, TypeError):
+            continue
+
+
+async def run_scenario(files: list[str], *, out: Path | None = None, timeout: float = 120.0, progress: bool = True,
+                       keep_running: bool = False, fabric_factory: FabricFactory | None = None,
+                       log_level: str = "info", bgp_port: int | None = None, workers: int | None = None,
+                       process_per_node: bool = False) -> RunResult:
+    """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` says where the nodes run
+    (default: worker processes on this machine)."""
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)
     steps = parse_timeline(scenario)  # a bad timeline is rejected before anything starts
+    if fabric_factory is None:
+        from meshsim.fabric.local import WorkerFabric
+
+        fabric: Fabric = WorkerFabric(cluster, bgp_port=bgp_port, log_level=log_level, workers=workers,
+                                      process_per_node=process_per_node)
+    else:
+        fabric = fabric_factory(cluster)
     result = RunResult(scenario=scenario.name, files=[str(f) for f in files], started_at=time.time(),
-                       nodes=[n.name for n in scenario.nodes], mode=mode)
-    harness = Harness(cluster, bgp_port=bgp_port, log_level=log_level,
-                      fabric=fabric_factory(cluster) if fabric_factory else None)
-    show, done = _progress_printer() if progress else (None, lambda: None)
-    result.expected = {n: t.render_ip() for n, t in expected_tables(cluster).items()}
+                       nodes=[n.name for n in scenario.nodes], mode=fabric.mode)
+    h = Harness(cluster, fabric)
+    show, done = cold_progress() if progress else (None, lambda: None)
+    result.expected = {n: e.digest for n, e in expected_digests(expected_tables(cluster)).items()}
+    closed = False
     try:
-        await harness.start()
-        result.started_at = harness.started_at
-        conv = await harness.converge(timeout, progress=show)
-        done()
-        result.converged = conv.converged and conv.sessions_up == conv.sessions_expected
-        result.cold = cold_figures(conv, harness.observer.snapshots)
-        result.snapshots = dict(harness.observer.snapshots)
-        log.info("cold_start_measured", converged=result.converged, seconds=result.cold["time_to_converged_s"])
-        for i, step in enumerate(steps):
-            show_event = _event_progress(i, len(steps), step.describe()) if progress else None
-            ev = await run_step(harness, step, result.started_at, show_event)
-            if progress:
-                done()
-            result.events.append(ev)
-            log.info("event_measured", what=ev["event"], converged=ev.get("converged"),
-                     seconds=ev.get("convergence_s"))
-            result.snapshots = dict(harness.observer.snapshots)
-        result.converged = result.converged and all(ev.get("converged", True) for ev in result.events)
-        if hasattr(harness.fabric, "external_report"):  # netns: what the ToRs learned
-            result.extra = await harness.fabric.external_report()
-        if keep_running:
-            print("converged; nodes keep running until Ctrl-C "
-                  f"(try: meshsim status {' '.join(map(str, files))} --node {result.nodes[0]})", file=sys.stderr)
-            await asyncio.Event().wait()
-    except asyncio.CancelledError:
-        done()
-        result.interrupted = True
-    except MeshsimError as exc:
-        done()
-        result.error = str(exc)
+        try:
+            await h.start()
+            result.started_at = h.started_at
+            conv = await h.converge(timeout, progress=show)
+            done()
+            result.converged = conv.converged and conv.sessions_up == conv.sessions_expected
+            result.cold = cold_figures(conv, h.observer.snapshots)
+            log.info("cold_start_measured", converged=result.converged, seconds=result.cold["time_to_converged_s"])
+            await run_timeline(h, steps, result, progress)
+            result.converged = result.converged and all(ev.get("converged", True) for ev in result.events)
+            report = getattr(h.fabric, "external_report", None)
+            if report is not None:  # netns: what the ToRs learned
+                result.extra = await report()
+            if keep_running:
+                await _keep_running(h, result, files)
+        except asyncio.CancelledError:
+            done()
+            result.interrupted = True
+        except MeshsimError as exc:
+            done()
+            result.error = str(exc)
+        finally:
+            await _measure_last(h, result)
+            result.processes = h.fabric.describe()
+            if out is not None:
+                staged = _stage_logs(h)
+            else:
+                staged = None
+            await h.close()
+            closed = True
+            if out is not None:
+                write_outputs(out, result, staged)
     finally:
-        if not result.cold:
-            await harness.observer.refresh(harness.running())
-            result.snapshots = dict(harness.observer.snapshots)
-            if result.snapshots:
-                conv = convergence(harness.expected(), result.snapshots, result.started_at,
-                                   harness.expected_sessions())
-                result.cold = cold_figures(conv, result.snapshots)
-        if out is not None:
-            harness.fabric.collect_logs(out / "logs")
-        await harness.close()
-        if out is not None:
-            write_outputs(out, result)
+        if not closed:
+            await h.close()
+        cleanup = getattr(h.fabric, "remove_files", None)
+        if cleanup is not None:
+            cleanup()
     return result
 
 
-def main(args: Any) -> int:
-    out = Path(args.out) if args.out else None
+def _stage_logs(h: Harness) -> Callable[[Path], None]:
+    """Copying logs needs the fabric's files, which outlive close() until remove_files()."""
+    return h.fabric.collect_logs
+
+
+async def _measure_last(h: Harness, result: RunResult) -> None:
+    try:
+        if not result.cold:
+            await h.observer.refresh(h.running())
+            conv = convergence(h.expected(), h.observer.snapshots, result.started_at, h.expected_sessions())
+            await h.observer.explain(conv, h.expected())
+            result.cold = cold_figures(conv, h.observer.snapshots)
+        result.snapshots = dict(h.observer.snapshots)
+        await _final_views(h, result)
+    except (MeshsimError, OSError, asyncio.TimeoutError) as exc:
+        result.error = result.error or f"measuring the last state failed: {exc}"
+
+
+async def _keep_running(h: Harness, result: RunResult, files: list[str]) -> None:
+    """Stay up until Ctrl-C, and keep watching: what changes meanwhile is reported (issue: --keep-running
+    used to report converged whatever happened after it)."""
+    print("converged; nodes keep running until Ctrl-C "
+          f"(try: meshsim status {' '.join(map(str, files))} --node {result.nodes[0]})", file=sys.stderr)
+    seen_flaps = totals(h.observer.snapshots)["flaps"]
+    try:
+        while True:
+            h.observer.updated.clear()
+            await h.observer.updated.wait()
+            if h.observer.dead:
+                name, why = next(iter(sorted(h.observer.dead.items())))
+                result.converged = False
+                result.error = f"node {name} died while running: {why}"
+                return
+    finally:
+        conv = convergence(h.expected(), h.observer.snapshots, result.started_at, h.expected_sessions())
+        flaps = totals(h.observer.snapshots)["flaps"] - seen_flaps
+        result.extra["after_converged"] = {"converged": conv.converged and conv.sessions_up == conv.sessions_expected,
+                                           "sessions_up": conv.sessions_up, "sessions_expected": conv.sessions_expected,
+                                           "flaps": flaps, "running": len(h.running()),
+                                           "nodes": len(result.nodes)}
+        if not result.extra["after_converged"]["converged"]:
+            result.converged = False
+
+
+def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Callable[[Cluster], None] | None = None
+         ) -> int:
+    """The one entry point of every run command: `meshsim run` and the compose controller."""
+    out = Path(args.out) if getattr(args, "out", None) else None
 
     async def go() -> RunResult:
         task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
         assert task is not None
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        from meshsim.fabric.netns import check_isolation, fabric_factory
-
-        isolation = getattr(args, "isolation", "loopback")
-        check_isolation(load_scenario(args.files), isolation)
-        factory = fabric_factory(isolation, getattr(args, "dataplane", "sim"), bgp_port=args.port)
-        return await run_scenario(args.files, out=out, bgp_port=args.port, timeout=args.timeout,
-                                  keep_running=args.keep_running, fabric_factory=factory,
-                                  mode="local" if factory is None else isolation)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # also when started with SIGINT ignored (`cmd &` in a script)
+            loop.add_signal_handler(sig, task.cancel)
+        if mode_check is not None:
+            mode_check(Cluster.build(load_scenario(args.files)))
+        return await run_scenario(list(args.files), out=out, timeout=args.timeout,
+                                  keep_running=getattr(args, "keep_running", False), fabric_factory=fabric_factory,
+                                  log_level=getattr(args, "log_level", None) or "info",
+                                  bgp_port=getattr(args, "port", None), workers=getattr(args, "workers", None),
+                                  process_per_node=getattr(args, "process_per_node", False))
 
     try:
         result = asyncio.run(go())
@@ -282,7 +321,7 @@ def main(args: Any) -> int:
     sys.stdout.write(summary(result))
     if out is not None:
         print(f"  report: {out / 'report.json'}; final tables in {out / 'routes'}/, status in {out / 'status'}/")
-    if result.error:
+    if result.error and not result.interrupted:
         raise RunError(result.error)
     if result.interrupted:
         return 130

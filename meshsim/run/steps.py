@@ -1,11 +1,16 @@
 """Playing a timeline against a running cluster and measuring each event.
 
-Owns `run_step(harness, step)`: perform one event (through the Harness, which keeps the model and the
-processes in step), wait for the new expected tables, and measure: convergence time (from the event to
-the last running node's table equal to its new expected table), per-node times, routes changed,
-UPDATEs and withdrawals, sessions established / lost / flapped, CPU seconds and peak RSS per node, and
-blackouts (a route a node should have kept through the event that it lost for a while).
-An event that does not converge within its timeout is reported with which nodes differ and how.
+Owns `run_timeline` and `run_step(harness, step)`: perform one event (through the Harness, which keeps the
+model and the nodes in step), wait for the new expected tables, and measure: convergence time (from the
+event to the last running node's table equal to its new expected table), per-node times, routes
+changed, route announcements and UPDATE messages, sessions established / lost / flapped, CPU seconds
+and peak memory per node, and blackouts (a route a node should have kept through the event that it lost
+for a while). An event that does not converge within its timeout is reported with which nodes differ.
+
+`kill-node mode: sigkill` has two phases (graceful restart, RFC 4724): its peers keep its routes as
+stale, so the event converges as soon as every peer holds them; the second phase, when the restart time
+runs out and they go, is awaited and measured too (`stale`), unless the next event starts the node
+again (then that restart refreshes them).
 """
 
 from __future__ import annotations
@@ -14,13 +19,14 @@ import asyncio
 import time
 from typing import Any
 
-from meshsim.errors import MeshsimError
-from meshsim.report.metrics import spread
-from meshsim.routes.routetable import RouteTable
+from meshsim.errors import MeshsimError, RunError
 from meshsim.model.timeline import Step
+from meshsim.report.metrics import COUNTER_KEYS, Expected, spread
 from meshsim.run.harness import Harness
+from meshsim.run.progress import event_progress
 
 DEFAULT_TIMEOUT = 60.0
+MESSAGE_KEYS = ("update_messages_sent", "update_messages_received")
 
 
 def default_timeout(harness: Harness, step: Step) -> float:
@@ -30,25 +36,25 @@ def default_timeout(harness: Harness, step: Step) -> float:
     return DEFAULT_TIMEOUT
 
 
-def _usage(snap: dict[str, Any]) -> tuple[int | None, float, int]:
-    u = snap["counters"]["usage"]
-    return u["node"]["pid"], u["node"]["cpu_seconds"] + u["exabgp"]["cpu_seconds"], \
-        u["node"]["rss_bytes"] + u["exabgp"]["rss_bytes"]
+def _counters(snap: dict[str, Any]) -> dict[str, float]:
+    t = snap["counters"]["totals"]
+    out = {k: float(t.get(k, 0)) for k in COUNTER_KEYS}
+    out["update_messages_sent"] = float(t.get("messages_sent", {}).get("update", 0))
+    out["update_messages_received"] = float(t.get("messages_received", {}).get("update", 0))
+    out["routes_changed"] = float(snap["routes"]["changes"])
+    out["cpu_seconds"] = float(snap["counters"]["usage"]["cpu_seconds"])
+    return out
 
 
-def _delta(before: dict[str, Any] | None, after: dict[str, Any], path: tuple[str, ...]) -> float:
-    def get(snap: dict[str, Any]) -> float:
-        cur: Any = snap
-        for p in path:
-            cur = cur[p]
-        return cur
-
-    if before is None or _usage(before)[0] != _usage(after)[0]:
-        return get(after)  # a new process: its counters started from zero
-    return get(after) - get(before)
+def _delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, float]:
+    a = _counters(after)
+    if before is None or before.get("started") != after.get("started"):
+        return a  # a new incarnation of the node: its counters started from zero
+    b = _counters(before)
+    return {k: a[k] - b[k] for k in a}
 
 
-def blackouts(old: dict[str, RouteTable], new: dict[str, RouteTable], logs: dict[str, list[list[Any]]],
+def blackouts(old: dict[str, Expected], new: dict[str, Expected], logs: dict[str, list[list[Any]]],
               end: float) -> list[dict[str, Any]]:
     """Routes present in a node's expected table before and after the event that the node removed and
     re-added (or has not re-added by `end`). A replacement in the same programming pass is not a blackout."""
@@ -56,7 +62,7 @@ def blackouts(old: dict[str, RouteTable], new: dict[str, RouteTable], logs: dict
     for node, entries in logs.items():
         if node not in old or node not in new:
             continue
-        keep = {str(r.dst) for r in old[node].routes} & {str(r.dst) for r in new[node].routes}
+        keep = {str(r.dst) for r in old[node].table.routes} & {str(r.dst) for r in new[node].table.routes}
         gone: dict[str, float] = {}
         for ts, op, dst, _line in entries:
             if dst not in keep:
@@ -72,7 +78,45 @@ def blackouts(old: dict[str, RouteTable], new: dict[str, RouteTable], logs: dict
     return out
 
 
-async def run_step(h: Harness, step: Step, run_started: float, progress=None) -> dict[str, Any]:
+async def _route_logs(h: Harness, names: list[str], since: float) -> tuple[dict[str, list[list[Any]]], list[str]]:
+    logs: dict[str, list[list[Any]]] = {}
+    failed: list[str] = []
+    for n in names:
+        try:
+            logs[n] = (await h.fabric.get(n, f"/routelog?since={since}", timeout=15))["entries"]
+        except (OSError, asyncio.TimeoutError, RunError, KeyError, TypeError) as exc:
+            failed.append(f"{n}: {exc}")
+    return logs, failed
+
+
+async def _perform(h: Harness, step: Step, result: dict[str, Any]) -> float | None:
+    """Do what the event says; returns when a SIGKILLed node's stale routes go (None otherwise)."""
+    match step.action:
+        case "add-workloads":
+            pods = await h.add_pods(step.node, step.count)
+            result["detail"] = f"{len(pods)} pods, {len(h.cluster.affine_blocks(step.node))} blocks on {step.node}"
+        case "remove-workloads":
+            pods = await h.remove_pods(step.node, step.count)
+            result["detail"] = f"{len(pods)} pods removed"
+        case "stop-node":
+            await h.stop_node(step.node)
+        case "kill-node":
+            return await h.kill_node(step.node, mode=step.mode)
+        case "start-node":
+            await h.start_node(step.node)
+        case "add-node":
+            await h.add_node(step.resource, step.count)
+        case "disconnect":
+            await h.disconnect(step.node, step.peer)
+        case "apply":
+            result["detail"] = await h.apply(step.resource)
+        case "sleep":
+            await asyncio.sleep(step.duration)
+    return None
+
+
+async def run_step(h: Harness, step: Step, run_started: float, progress: Any = None,
+                   next_step: Step | None = None) -> dict[str, Any]:
     running_before = h.running()
     before = {n: h.observer.snapshots.get(n) for n in running_before}
     old_expected = h.expected()
@@ -81,27 +125,7 @@ async def run_step(h: Harness, step: Step, run_started: float, progress=None) ->
     result: dict[str, Any] = {"index": step.index, "action": step.action, "event": step.describe(),
                               "label": step.label, "at_s": round(t - run_started, 3)}
     try:
-        match step.action:
-            case "add-workloads":
-                pods = await h.add_pods(step.node, step.count)
-                result["detail"] = f"{len(pods)} pods, {len(h.cluster.affine_blocks(step.node))} blocks on {step.node}"
-            case "remove-workloads":
-                pods = await h.remove_pods(step.node, step.count)
-                result["detail"] = f"{len(pods)} pods removed"
-            case "stop-node":
-                await h.stop_node(step.node)
-            case "kill-node":
-                await h.kill_node(step.node, mode=step.mode)
-            case "start-node":
-                await h.start_node(step.node)
-            case "add-node":
-                await h.add_node(step.resource, step.count)
-            case "disconnect":
-                await h.disconnect(step.node, step.peer)
-            case "apply":
-                result["detail"] = await h.apply(step.resource)
-            case "sleep":
-                await asyncio.sleep(step.duration)
+        stale_until = await _perform(h, step, result)
     except MeshsimError as exc:
         result["error"] = str(exc)
         result["converged"] = False
@@ -117,28 +141,18 @@ async def run_step(h: Harness, step: Step, run_started: float, progress=None) ->
     new_expected = h.expected()
     running = h.running()
     after = {n: h.observer.snapshots[n] for n in running if n in h.observer.snapshots}
-    logs: dict[str, list[list[Any]]] = {}
-    for n in running:
-        if n in old_expected:
-            try:
-                logs[n] = (await h.fabric.get(n, f"/routelog?since={t}", timeout=5))["entries"]
-            except Exception:
-                pass
-    sessions_before = {(n, s["name"]): s["state"] for n, snap in before.items() if snap
-                       for s in snap["status"]["sessions"]}
-    sessions_after = {(n, s["name"]): s["state"] for n, snap in after.items() for s in snap["status"]["sessions"]}
+    logs, log_errors = await _route_logs(h, [n for n in running if n in old_expected], t)
+    sessions_before = {(n, p): s[0] for n, snap in before.items() if snap for p, s in snap["sessions"].items()}
+    sessions_after = {(n, p): s[0] for n, snap in after.items() for p, s in snap["sessions"].items()}
     established = sum(1 for k, v in sessions_after.items() if v == "up" and sessions_before.get(k) != "up")
     lost = sum(1 for k, v in sessions_before.items() if v == "up" and sessions_after.get(k) != "up")
-    counters = {k: 0.0 for k in ("updates_sent", "updates_received", "withdrawals_sent", "withdrawals_received",
-                                 "flaps")}
+    sums = {k: 0.0 for k in (*COUNTER_KEYS, *MESSAGE_KEYS, "routes_changed")}
     cpu: dict[str, float] = {}
-    routes_changed = 0
     for n, snap in after.items():
-        b = before.get(n)
-        for k in counters:
-            counters[k] += _delta(b, snap, ("counters", "totals", k))
-        routes_changed += int(_delta(b, snap, ("routes", "changes")))
-        cpu[n] = round(_usage(snap)[1] - (_usage(b)[1] if b and _usage(b)[0] == _usage(snap)[0] else 0.0), 3)
+        d = _delta(before.get(n), snap)
+        for k in sums:
+            sums[k] += d[k]
+        cpu[n] = round(d["cpu_seconds"], 4)
     peaks = {n: v for n, v in h.observer.peaks.items() if n in after}
     result.update({
         "converged": conv.converged,
@@ -147,12 +161,51 @@ async def run_step(h: Harness, step: Step, run_started: float, progress=None) ->
         "convergence_s": None if conv.time is None else round(conv.time, 3),
         "per_node_s": spread(list(conv.per_node.values())),
         "per_node": {n: round(v, 3) for n, v in conv.per_node.items()},
-        "routes_changed": routes_changed,
-        **{k: int(v) for k, v in counters.items()},
+        **{k: int(v) for k, v in sums.items()},
         "sessions_established": established, "sessions_lost": lost,
         "sessions_up": conv.sessions_up, "sessions_expected": conv.sessions_expected,
         "cpu_seconds": cpu, "peak_rss_bytes": peaks,
         "blackouts": blackouts(old_expected, new_expected, logs, end),
         "not_converged": {n: d.to_json() for n, d in conv.diffs.items() if not d.equal},
+        "nodes_differing": conv.nodes - conv.nodes_converged,
     })
+    if log_errors:
+        # a route log that could not be read is said, never counted as "no blackouts"
+        result["blackouts_unknown"] = log_errors
+    if stale_until is not None:
+        restarting = next_step is not None and next_step.action == "start-node" and next_step.node == step.node
+        result["stale"] = await _stale_phase(h, step, t, stale_until, wait=not restarting, progress=progress)
     return result
+
+
+async def _stale_phase(h: Harness, step: Step, killed_at: float, until: float, *, wait: bool,
+                       progress: Any) -> dict[str, Any]:
+    """Graceful restart after a SIGKILL: the peers kept the node's routes; when did they let them go?"""
+    prefixes = {str(p) for p in h.cluster.originated(step.node)}
+    out: dict[str, Any] = {"node": step.node, "restart_time_s": round(until - killed_at, 3), "prefixes": len(prefixes)}
+    if not wait:
+        out["kept_s"] = None
+        out["note"] = "the next event starts the node again, which refreshes its stale routes"
+        return out
+    await h.wait_until(until)
+    conv = await h.converge(60.0, since=until, progress=progress)
+    logs, errors = await _route_logs(h, h.running(), killed_at)
+    per_node: dict[str, float] = {}
+    for node, entries in logs.items():
+        gone = [ts for ts, op, dst, _ in entries if op == "del" and dst in prefixes]
+        if gone:
+            per_node[node] = round(max(gone) - killed_at, 3)
+    out.update({"converged": conv.converged, "kept_s": max(per_node.values()) if per_node else None,
+                "per_node_kept_s": per_node, "flush_convergence_s": None if conv.time is None else round(conv.time, 3)})
+    if errors:
+        out["unknown"] = errors
+    return out
+
+
+async def run_timeline(h: Harness, steps: list[Step], result: Any, progress: bool) -> None:
+    """Every event in order; each one's record goes into `result.events` as soon as it is measured."""
+    for i, step in enumerate(steps):
+        show = event_progress(i, len(steps), step.describe()) if progress else None
+        ev = await run_step(h, step, result.started_at, show, steps[i + 1] if i + 1 < len(steps) else None)
+        result.events.append(ev)
+        result.snapshots = dict(h.observer.snapshots)

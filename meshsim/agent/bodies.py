@@ -1,0 +1,171 @@
+"""Checking what arrives at a node's API, completely, before anything is applied.
+
+Owns one function per request body or query value: each returns typed data or raises `HttpError(400,
+...)` naming the field and what was expected, so a bad request never half-applies (a bad block in
+POST /local does not withdraw the node's real blocks first) and never becomes a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, replace
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from meshsim.agent.config import LocalState, NodeConfig, PeerConfig
+from meshsim.agent.http import HttpError
+
+
+def _bad(field: str, expected: str, got: Any) -> HttpError:
+    text = repr(got)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return HttpError(400, f"{field}: expected {expected}, got {text}")
+
+
+def _object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise _bad("body", f"a JSON object ({what})", body)
+    return body
+
+
+def _strings(body: dict[str, Any], key: str, check: Any, what: str) -> tuple[str, ...]:
+    value = body.get(key, [])
+    if not isinstance(value, list):
+        raise _bad(key, f"a list of {what}", value)
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _bad(f"{key}[{i}]", what, item)
+        try:
+            check(item)
+        except ValueError:
+            raise _bad(f"{key}[{i}]", what, item) from None
+        out.append(item)
+    return tuple(out)
+
+
+def local_state(body: Any) -> LocalState:
+    """POST /local: {"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]], "originate": [CIDR]}."""
+    body = _object(body, "blocks, affine, workloads, originate")
+    unknown = set(body) - {"blocks", "affine", "workloads", "originate"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "one of blocks, affine, workloads, originate", sorted(unknown)[0])
+    blocks = _strings(body, "blocks", IPv4Network, "an IPv4 CIDR")
+    affine = _strings(body, "affine", IPv4Network, "an IPv4 CIDR")
+    originate = _strings(body, "originate", IPv4Network, "an IPv4 CIDR")
+    raw = body.get("workloads", [])
+    if not isinstance(raw, list):
+        raise _bad("workloads", "a list of [IP, interface]", raw)
+    workloads = []
+    for i, w in enumerate(raw):
+        if not (isinstance(w, list) and len(w) == 2 and all(isinstance(x, str) for x in w)):
+            raise _bad(f"workloads[{i}]", "[IP, interface]", w)
+        try:
+            IPv4Address(w[0])
+        except ValueError:
+            raise _bad(f"workloads[{i}][0]", "an IPv4 address", w[0]) from None
+        if not w[1] or len(w[1]) > 15 or any(c.isspace() or c == "/" for c in w[1]):
+            raise _bad(f"workloads[{i}][1]", "an interface name (1-15 characters, no spaces or /)", w[1])
+        workloads.append((w[0], w[1]))
+    return LocalState(blocks=blocks, affine=affine, workloads=tuple(workloads), originate=originate)
+
+
+_PEER_FIELDS = {f.name: f for f in fields(PeerConfig)}
+
+
+def _peer(i: int, raw: Any, config: NodeConfig) -> PeerConfig:
+    if not isinstance(raw, dict):
+        raise _bad(f"peers[{i}]", "a peer object", raw)
+    unknown = set(raw) - set(_PEER_FIELDS)
+    if unknown:
+        raise _bad(f"peers[{i}].{sorted(unknown)[0]}", f"one of {', '.join(_PEER_FIELDS)}", sorted(unknown)[0])
+    for key in ("name", "address", "session_address", "port", "asn", "passive", "rr_client", "type"):
+        if key not in raw:
+            raise _bad(f"peers[{i}].{key}", "present", None)
+    try:
+        peer = PeerConfig(**raw)
+        IPv4Address(peer.address)
+        session = IPv4Address(peer.session_address)
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"peers[{i}]", f"a valid peer ({exc})", raw.get("name")) from None
+    if not isinstance(peer.port, int) or not 1 <= peer.port <= 65535:
+        raise _bad(f"peers[{i}].port", "a port 1..65535", peer.port)
+    if not isinstance(peer.asn, int) or not 1 <= peer.asn <= 0xFFFFFFFF:
+        raise _bad(f"peers[{i}].asn", "an AS number 1..4294967295", peer.asn)
+    # The runner only ever points a node at addresses of its own run: on one machine, loopback.
+    own = IPv4Address(config.session_address)
+    if own.is_loopback and not session.is_loopback:
+        raise _bad(f"peers[{i}].session_address", "a 127.x address (this node runs on loopback)",
+                   peer.session_address)
+    return peer
+
+
+def node_config_update(config: NodeConfig, body: Any) -> NodeConfig:
+    """POST /config: {"peers": [...], "pools": [...], "cluster_id": str|null} -> the node's new config."""
+    body = _object(body, "peers, pools, cluster_id")
+    unknown = set(body) - {"peers", "pools", "cluster_id"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "one of peers, pools, cluster_id", sorted(unknown)[0])
+    raw_peers = body.get("peers")
+    if not isinstance(raw_peers, list):
+        raise _bad("peers", "a list of peers", raw_peers)
+    peers = tuple(_peer(i, p, config) for i, p in enumerate(raw_peers))
+    names = [p.name for p in peers]
+    if len(set(names)) != len(names):
+        raise _bad("peers", "unique protocol names", sorted(n for n in names if names.count(n) > 1)[0])
+    pools = body.get("pools", list(config.pools))
+    if not isinstance(pools, list) or not all(isinstance(p, dict) for p in pools):
+        raise _bad("pools", "a list of pool objects", pools)
+    cluster_id = body.get("cluster_id", config.cluster_id)
+    if cluster_id is not None:
+        try:
+            IPv4Address(cluster_id)
+        except (ValueError, TypeError):
+            raise _bad("cluster_id", "an IPv4 address or null", cluster_id) from None
+    new = replace(config, peers=peers, pools=tuple(pools), cluster_id=cluster_id)
+    try:
+        new.ip_pools()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _bad("pools", f"pools with name, cidr, block_size, ipip_mode, vxlan_mode, disabled, "
+                            f"disable_bgp_export ({exc})", pools[:1]) from None
+    return new
+
+
+def peer_name(body: Any) -> str:
+    body = _object(body, "peer")
+    name = body.get("peer")
+    if not isinstance(name, str) or not name:
+        raise _bad("peer", "a protocol name (Mesh_192_168_0_82) or a node name", name)
+    return name
+
+
+def run_id(body: Any, expected: str) -> None:
+    """POST /shutdown may say which run it is meant for; a runner never stops another run's node."""
+    if body is None:
+        return
+    body = _object(body, "run_id")
+    got = body.get("run_id")
+    if got is not None and got != expected:
+        raise HttpError(409, f"this node belongs to run {expected or '(none)'}, not {got}")
+
+
+def query_float(query: dict[str, str], key: str, default: float) -> float:
+    if key not in query:
+        return default
+    try:
+        value = float(query[key])
+    except ValueError:
+        raise _bad(f"?{key}", "a number", query[key]) from None
+    if not math.isfinite(value):
+        raise _bad(f"?{key}", "a finite number", query[key])
+    return value
+
+
+def query_int(query: dict[str, str], key: str, default: int) -> int:
+    if key not in query:
+        return default
+    try:
+        return int(query[key])
+    except ValueError:
+        raise _bad(f"?{key}", "an integer", query[key]) from None

@@ -1,0 +1,412 @@
+"""Real BIRD 2 as a node's BGP engine (`implementation: bird`, in `--isolation netns`).
+
+Owns `BirdEngine` (an `Engine`, see meshsim/engines/base.py): it renders the node's bird.cfg,
+bird_aggr.cfg and bird_ipam.cfg as confd does (meshsim/engines/bird/confd.py, BIRD 2 dialect), starts and
+supervises `bird -d -c bird.cfg -s <ctl>` inside the node's network namespace (with `-R`, as calico-node
+starts it, when the node config says so), plays Felix's part for the node's pods (an `ifb` device per pod
+named like Calico's veth, carrying `POD dev caliXXXX scope link`, which BIRD's kernel protocol learns and,
+for a borrowed address, exports as a /32 exactly as in Calico), and reads back what BIRD and the kernel
+say: sessions from `show protocols all`, routes from `ip -n NS route` into a `RouteHistory`.
+Changes are event-driven: BIRD's `-d` log lines ("State changed to up") trigger a protocol refresh and
+`ip -n NS monitor route` triggers a table refresh, stamped with the time the kernel reported the change.
+BIRD's control socket path is `<workdir>/bird.ctl` (README: point `birdc -s` at it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from meshsim.agent.config import LocalState, NodeConfig
+from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
+from meshsim.engines.bird import confd as bird
+from meshsim.engines.bird.control import BirdControl, _dst_of, bird_binary, since_timestamp
+from meshsim.errors import RunError
+from meshsim.host import procs
+from meshsim.host.iproute import IP, aip
+from meshsim.host.procstats import proc_usage
+from meshsim.routes.history import RouteHistory
+
+_SOCKET_PATH_MAX = 100
+_STATE_RE = re.compile(r"^bird: (?P<proto>\S+): State changed to (?P<state>\w+)")
+START_DEADLINE = 60.0  # BIRD answering its socket: generous, it is a bug past this, not a busy machine
+
+
+class BirdEngine:
+    """One node's real BIRD (see the module docstring)."""
+
+    kind = "bird"
+
+    def __init__(self, config: NodeConfig, *, log: Any, on_change: Callable[[], None]) -> None:
+        self.config = config
+        self.log = log.bind(engine="bird")
+        self.on_change = on_change
+        self.netns = config.bgp_netns or config.netns
+        if not self.netns:
+            raise RunError("a BIRD node needs a network namespace of its own (meshsim run --isolation netns): "
+                           "BIRD marks next hops in 127/8 unreachable", node=config.name)
+        self.workdir = Path(config.workdir)
+        self.confdir = self.workdir / "bird"
+        self.confdir.mkdir(parents=True, exist_ok=True)
+        ctl = self.workdir / "bird.ctl"
+        self._sock_dir: str | None = None
+        if len(str(ctl)) > _SOCKET_PATH_MAX:
+            self._sock_dir = tempfile.mkdtemp(prefix="meshsim-bird-")
+            ctl = Path(self._sock_dir) / "bird.ctl"
+        self.ctl_path = ctl
+        self.ctl = BirdControl(str(ctl))
+        self.local = config.local
+        self.history = RouteHistory()
+        self.table_raw = ""
+        self.workloads: dict[str, str] = {}  # programmed pod ip -> device
+        self.proc: asyncio.subprocess.Process | None = None
+        self.bgp_running = False
+        self.restarts = 0
+        self.frozen = False
+        self._stopping = False
+        self._admin_down = False
+        self.rows: dict[str, bird.ProtocolRow] = {}
+        self.details: dict[str, bird.ProtocolDetail] = {}
+        self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
+        self._last_state: dict[str, str] = {}
+        self._table_event: float | None = None
+        self._dirty_table = asyncio.Event()
+        self._dirty_proto = asyncio.Event()
+        self._stat_last: dict[tuple[str, str, str], int] = {}
+        self._stat_base: dict[tuple[str, str, str], int] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._status_key: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self.bgp_running
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def write_config(self) -> None:
+        inp = bird.bird_input_from_config(replace(self.config, local=self.local))
+        for name, text in bird.render(inp, "bird2").items():
+            tmp = self.confdir / (name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.confdir / name)
+
+    # -- the kernel (Felix's part: pods) ------------------------------------------------------------------
+    async def program_workloads(self) -> None:
+        """Felix's workload routes: `POD dev caliXXXX scope link` (proto boot), on an ifb device per pod (this
+        kernel has no dummy module). BIRD's kernel protocol learns them."""
+        want = {ip: iface for ip, iface in self.local.workloads}
+        have = self.workloads
+        cmds: list[str] = []
+        for ip, dev in sorted(have.items()):
+            if want.get(ip) != dev:
+                cmds.append(f"route del {ip}/32 dev {dev}")
+        for dev in sorted(set(have.values()) - set(want.values())):
+            cmds.append(f"link del {dev}")
+        for dev in sorted(set(want.values()) - set(have.values())):
+            cmds += [f"link add {dev} type ifb", f"link set {dev} up"]
+        for ip, dev in sorted(want.items()):
+            if have.get(ip) != dev:
+                cmds.append(f"route replace {ip}/32 dev {dev} scope link")
+        self.workloads = dict(want)
+        if cmds:
+            rc, out = await aip("-force", "-batch", "-", ns=self.netns, stdin="\n".join(cmds) + "\n")
+            if rc:
+                self.log.warning("workload_routes_failed", error=" | ".join(out.strip().splitlines()[:3]))
+
+    # -- the daemon -------------------------------------------------------------------------------------------
+    def _argv(self) -> list[str]:
+        exe = bird_binary()
+        if exe is None:
+            raise RunError("BIRD is not installed (apt-get install bird2)", node=self.config.name)
+        argv = [IP, "netns", "exec", self.netns, exe, "-d", "-c", str(self.confdir / "bird.cfg"), "-s",
+                str(self.ctl_path)]
+        if self.config.recovery:
+            argv.insert(5, "-R")  # calico-node: graceful-restart recovery at every start
+        return argv
+
+    async def start(self) -> None:
+        if self.bgp_running or self.frozen:
+            return
+        if not self._tasks:
+            self._tasks += [asyncio.create_task(self._monitor_routes(), name="bird-monitor"),
+                            asyncio.create_task(self._refresher(), name="bird-refresher")]
+            await self.program_workloads()
+        if self.proc is not None and self.proc.returncode is None:
+            await self._enable_all(True)
+            self.bgp_running = True
+            self.on_change()
+            return
+        self.write_config()
+        with contextlib.suppress(FileNotFoundError):
+            self.ctl_path.unlink()
+        self.proc = await procs.spawn(self._argv(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                                      cwd=str(self.confdir))
+        self.bgp_running = True
+        self._tasks.append(asyncio.create_task(self._read_log(self.proc, self.workdir / "bird.log"), name="bird-log"))
+        deadline = time.monotonic() + START_DEADLINE
+        while True:
+            try:
+                await self.ctl.command("show status", timeout=5)
+                break
+            except (OSError, asyncio.TimeoutError, ConnectionError):
+                if self.proc.returncode is not None or time.monotonic() > deadline:
+                    raise RunError(f"BIRD did not start (exit {self.proc.returncode}); see "
+                                   f"{self.workdir / 'bird.log'}", node=self.config.name) from None
+                await asyncio.sleep(0.05)
+        self.log.info("bird_started", pid=self.proc.pid, netns=self.netns, recovery=self.config.recovery)
+        self._dirty_proto.set()
+        self._dirty_table.set()
+        self.on_change()
+
+    async def _read_log(self, proc: asyncio.subprocess.Process, path: Path) -> None:
+        assert proc.stdout is not None
+        with open(path, "ab") as f:
+            while True:
+                raw = await proc.stdout.readline()
+                if not raw:
+                    break
+                f.write(raw)
+                f.flush()
+                m = _STATE_RE.match(raw.decode(errors="replace").rstrip())
+                if m:
+                    name, state = m.group("proto"), m.group("state")
+                    prev = self._last_state.get(name)
+                    self._last_state[name] = state
+                    if prev == "up" and state != "up" and name in self.flaps and not self._admin_down:
+                        self.flaps[name] += 1
+                        self.log.info("session_lost", peer=name, state=state)
+                    elif state == "up" and name in self.flaps:
+                        self.log.info("session_established", peer=name)
+                    self._dirty_proto.set()
+                elif b"Reconfigured" in raw or b"Netlink" in raw:
+                    self._dirty_proto.set()
+        rc = await proc.wait()
+        if not self._stopping and not self.frozen and self.bgp_running and proc is self.proc:
+            self.restarts += 1
+            self.log.warning("bird_died", returncode=rc, restarts=self.restarts)
+            self.bgp_running = False
+            self.proc = None
+            self.on_change()
+
+    async def _enable_all(self, on: bool) -> None:
+        self._admin_down = not on
+        for p in self.config.peers:
+            out, code = await self.ctl.command(f"{'enable' if on else 'disable'} {p.name}")
+            if code is not None and code >= 8000:
+                raise RunError(f"birdc {'enable' if on else 'disable'} {p.name}: {out.strip()}", node=self.config.name)
+        self._dirty_proto.set()
+
+    async def stop(self) -> None:
+        """`disable` every BGP protocol: BIRD sends Cease to each peer. Failing to is an error, not 'ok'."""
+        if not self.bgp_running:
+            return
+        await self._enable_all(False)
+        self.bgp_running = False
+        self.on_change()
+
+    async def close(self) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None and not self.frozen:
+            with contextlib.suppress(Exception):
+                await self.ctl.command("down", timeout=3)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5)
+        await procs.stop(proc, grace=3)
+        self.bgp_running = False
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._sock_dir:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+
+    def freeze(self) -> None:
+        """Host crash: SIGSTOP BIRD (its sessions stay open, silent; peers notice by hold timer)."""
+        self.frozen = True
+        if self.proc is not None:
+            procs.signal_group(self.proc.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL BIRD: the kernel closes its sessions without a NOTIFICATION."""
+        self.frozen = True
+        if self.proc is not None:
+            procs.kill_group_now(self.proc.pid)
+
+    async def configure(self) -> None:
+        self.write_config()
+        if self.proc is not None and self.proc.returncode is None:
+            out, code = await self.ctl.command("configure", timeout=30)
+            if code is not None and code >= 8000:
+                self.log.error("bird_configure_failed", reply=out.strip())
+                raise RunError(f"birdc configure: {out.strip()}", node=self.config.name)
+        self._dirty_proto.set()
+
+    async def set_local(self, local: LocalState) -> None:
+        self.local = local
+        self.config = replace(self.config, local=local)
+        await self.program_workloads()
+        await self.configure()
+
+    async def reconfigure(self, config: NodeConfig) -> None:
+        self.config = replace(config, local=self.local)
+        for p in config.peers:
+            self.flaps.setdefault(p.name, 0)
+        await self.configure()
+        self.log.info("node_reconfigured", peers=len(config.peers), cluster_id=config.cluster_id)
+
+    async def teardown(self, peer: str) -> None:
+        await self.ctl.text(f"restart {peer}")
+
+    # -- observing ---------------------------------------------------------------------------------------------
+    async def _monitor_routes(self) -> None:
+        while True:
+            proc = await procs.spawn([IP, "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
+                                     stderr=asyncio.subprocess.DEVNULL)
+            assert proc.stdout is not None
+            try:
+                self._dirty_table.set()
+                while True:
+                    raw = await proc.stdout.readline()
+                    if not raw:
+                        break
+                    if self._table_event is None:
+                        self._table_event = time.time()
+                    self._dirty_table.set()
+            finally:
+                await procs.stop(proc, grace=1)
+            await asyncio.sleep(0.5)
+
+    async def refresh_table(self) -> bool:
+        stamp = self._table_event or time.time()
+        self._table_event = None
+        rc, text = await aip("route", "show", ns=self.netns)
+        if rc != 0:
+            return False
+        lines: dict[str, str] = {}
+        for line in text.splitlines():
+            dst = _dst_of(line)
+            if dst is not None:
+                lines[dst] = line  # (an ECMP route's `nexthop` lines stay in table_raw only)
+        self.table_raw = text
+        return self.history.replace_all(lines, stamp) > 0
+
+    async def refresh_protocols(self) -> bool:
+        if self.proc is None or self.proc.returncode is not None or self.frozen:
+            details: dict[str, bird.ProtocolDetail] = {}
+        else:
+            try:
+                text = await self.ctl.text("show protocols all", timeout=10)
+            except (OSError, asyncio.TimeoutError, ConnectionError, RunError):
+                return False
+            details = bird.parse_protocols_all(text)
+        self.details = details
+        self.rows = {name: d.row for name, d in details.items()}
+        key = [(s.name, s.state, s.info, s.established_at) for s in self.sessions()]
+        key.append(tuple(sorted((k, v.updates_received, v.updates_sent) for k, v in self.counters().items())))
+        changed = key != self._status_key
+        self._status_key = key
+        return changed
+
+    async def _refresher(self) -> None:
+        """Coalesce events: at most one table and one protocol refresh per 20 ms, and a full one every second."""
+        while True:
+            waiters = [asyncio.create_task(self._dirty_table.wait()), asyncio.create_task(self._dirty_proto.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+            await asyncio.sleep(0.02)
+            periodic = not self._dirty_table.is_set() and not self._dirty_proto.is_set()
+            table = self._dirty_table.is_set() or periodic
+            self._dirty_table.clear()
+            self._dirty_proto.clear()
+            changed = False
+            try:
+                if table:
+                    changed |= await self.refresh_table()
+                changed |= await self.refresh_protocols()
+            except Exception as exc:  # a bug must not stop observation; said once per occurrence
+                self.log.error("refresh_failed", error=repr(exc))
+            if changed:
+                self.on_change()
+
+    # -- views ---------------------------------------------------------------------------------------------------
+    def table_text(self) -> str:
+        return self.table_raw
+
+    async def kernel_table(self) -> str:
+        return self.table_raw
+
+    def sessions(self) -> list[SessionView]:
+        out = []
+        for p in self.config.peers:
+            row = self.rows.get(p.name)
+            state = row.state if row else ("down" if not self.bgp_running else "start")
+            since_ts = since_timestamp(row.since) if row else None
+            out.append(SessionView(name=p.name, peer=p.address, peer_node=p.peer_node, type=p.type, state=state,
+                                   info=row.info if row else "", since_ts=since_ts,
+                                   established_at=since_ts if state == "up" else None, flaps=self.flaps.get(p.name, 0),
+                                   passive=p.passive, rr_client=p.rr_client))
+        return out
+
+    def counters(self) -> dict[str, PeerCounts]:
+        out = {}
+        for p in self.config.peers:
+            d = self.details.get(p.name)
+            st = d.stats if d else {}
+
+            def get(row: str, col: str) -> int:
+                # BIRD restarts a protocol's route stats from zero when the session restarts: keep them monotonic
+                raw = int((st.get(row) or {}).get(col) or 0)
+                key = (p.name, row, col)
+                last, base = self._stat_last.get(key, 0), self._stat_base.get(key, 0)
+                if raw < last:
+                    base += last
+                    self._stat_base[key] = base
+                self._stat_last[key] = raw
+                return base + raw
+
+            out[p.name] = PeerCounts(updates_sent=get("export updates", "accepted"),
+                                     updates_received=get("import updates", "received"),
+                                     withdrawals_sent=get("export withdraws", "accepted"),
+                                     withdrawals_received=get("import withdraws", "received"),
+                                     flaps=self.flaps.get(p.name, 0))
+        return out
+
+    async def rib(self) -> dict[str, Any]:
+        routes = bird.parse_routes(await self.ctl.text("show route all", timeout=15))
+        loc: dict[str, Any] = {}
+        adj_in: dict[str, dict[str, Any]] = {p.name: {} for p in self.config.peers}
+        for r in routes:
+            attrs = bird.bgp_attrs(r)
+            if r.protocol in adj_in:
+                adj_in[r.protocol][str(r.prefix)] = attrs
+            if r.primary:
+                loc[str(r.prefix)] = {"from": r.protocol if r.protocol in adj_in else "local", "reason": "best",
+                                      "kind": r.kind, **attrs}
+        adj_out: dict[str, dict[str, Any]] = {}
+        for p in self.config.peers:
+            if self.rows.get(p.name) and self.rows[p.name].state == "up":
+                exported = bird.parse_routes(await self.ctl.text(f"show route export {p.name} all", timeout=15))
+                adj_out[p.name] = {str(r.prefix): bird.bgp_attrs(r) for r in exported}
+            else:
+                adj_out[p.name] = {}
+        return {"adj_rib_in": adj_in, "loc_rib": loc, "adj_rib_out": adj_out,
+                "note": "BIRD counts routes per channel (Route change stats), not UPDATE messages"}
+
+    def usage(self) -> EngineUsage:
+        pid = self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+        cpu, rss = proc_usage(pid)
+        return EngineUsage(engine="bird", pid=pid, cpu_seconds=round(cpu, 3), rss_bytes=rss,
+                           method="the BIRD daemon's own CPU and RSS from /proc (the agent around it apart)",
+                           restarts=self.restarts)

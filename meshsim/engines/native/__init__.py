@@ -1,0 +1,1 @@
+"""meshsim's own BGP engine: the sans-IO router (meshsim.bgp) over asyncio TCP."""

@@ -1,0 +1,361 @@
+"""meshsim's own BGP engine: the sans-IO router over real TCP, and the Felix agent for the node's table.
+
+Owns `NativeEngine` (an `Engine`, see meshsim/engines/base.py): it builds the node's `Router`
+(meshsim.bgp.router) from its confd-style config, drives it from its `BgpTransport` and one timer, and
+programs what the router decides into the node's `FelixAgent` (and, with `--dataplane kernel`, the
+kernel). Work is batched per event-loop turn: the UPDATEs that a burst of received messages causes
+are packed and sent once, and the table is programmed once. CPU time is attributed to the node by
+timing its callbacks (`time.thread_time`), since many nodes share a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from meshsim.agent.config import LocalState, NodeConfig, PeerConfig
+from meshsim.agent.netctx import NetContext
+from meshsim.bgp import fsm
+from meshsim.bgp.rib import BestChanged, PeerInfo
+from meshsim.bgp.router import (OpenTcp, PeerSpec, RecoveryDone, ResetPeer, Router, SessionDown, SessionUp, StartAll,
+                                StopAll)
+from meshsim.bgp.speaker import Originate, SpeakerConfig
+from meshsim.bgp.timers import SessionTimers
+from meshsim.bgp.types import PathAttrs
+from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
+from meshsim.engines.native.transport import BgpTransport
+from meshsim.routes.felix import FelixAgent, HostView
+from meshsim.routes.history import RouteHistory
+from meshsim.routes.routetable import Route
+
+
+def speaker_config(config: NodeConfig, local: LocalState) -> SpeakerConfig:
+    return SpeakerConfig(router_id=IPv4Address(config.address), local_as=config.asn,
+                         cluster_id=IPv4Address(config.cluster_id) if config.cluster_id else None,
+                         exportable_pools=tuple(p.cidr for p in config.ip_pools() if p.exported),
+                         affine_blocks=tuple(IPv4Network(b) for b in local.affine))
+
+
+def peer_specs(config: NodeConfig) -> list[PeerSpec]:
+    keepalive = float(config.keepalive_time) if config.keepalive_time else None
+    out = []
+    for p in config.peers:
+        timers = SessionTimers(hold_time=float(config.hold_time), keepalive_time=keepalive,
+                               restart_time=int(p.restart_time))
+        info = PeerInfo(name=p.name, address=IPv4Address(p.address), router_id=IPv4Address(p.address), asn=p.asn,
+                        rr_client=p.rr_client)
+        out.append(PeerSpec(info, IPv4Address(p.session_address), p.port, p.passive, timers))
+    return out
+
+
+def host_view(config: NodeConfig) -> HostView:
+    return HostView(name=config.name, address=IPv4Address(config.address), subnet=IPv4Network(config.subnet),
+                    interface=config.interface, gateway=IPv4Address(config.gateway))
+
+
+def _attrs_json(a: PathAttrs) -> dict[str, Any]:
+    return {"next_hop": str(a.next_hop), "local_pref": a.local_pref, "as_path": list(a.as_path),
+            "origin": a.origin.name.lower(), "med": a.med,
+            "originator_id": str(a.originator_id) if a.originator_id else None,
+            "cluster_list": [str(c) for c in a.cluster_list], "communities": list(a.communities)}
+
+
+class NativeEngine:
+    """One node's BGP in this process. Create it, `await start()`, feed it the datastore's changes."""
+
+    kind = "meshsim"
+
+    def __init__(self, config: NodeConfig, *, net: NetContext, log: Any, on_change: Callable[[], None],
+                 kept_routes: dict[IPv4Network, Route] | None = None, rss_share: Callable[[], int] = lambda: 0,
+                 dataplane: Any = None) -> None:
+        self.config = config
+        self.local = config.local
+        self.log = log
+        self.on_change = on_change
+        self.rss_share = rss_share
+        self.dataplane = dataplane
+        self.history = RouteHistory()
+        now = time.time()
+        recovering = bool(config.recovery)
+        self.router = Router(speaker_config(config, self.local), peer_specs(config), seed=int(IPv4Address(config.address)),
+                             restarting=recovering, now=now)
+        self.felix = FelixAgent(host_view(config), config.ip_pools(), history=self.history, kept=kept_routes,
+                                recovering=recovering and bool(kept_routes))
+        self.transport: BgpTransport | None = None
+        self.frozen = False
+        self.cpu_seconds = 0.0
+        self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
+        self._stopping = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._flush_scheduled = False
+        self._felix_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self._dataplane_queue: asyncio.Queue | None = None
+        self._dataplane_task: asyncio.Task | None = None
+        self._apply_local(self.local, now)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.router.running
+
+    def _passwords(self) -> dict[IPv4Address, str]:
+        return {IPv4Address(p.session_address): p.password for p in self.config.peers if p.password}
+
+    async def start(self) -> None:
+        if self.router.running or self.frozen:
+            return
+        if self.transport is None:
+            self.transport = BgpTransport(address=IPv4Address(self.config.session_address), port=self.config.bgp_port,
+                                          net=NetContext(self.config.bgp_netns), feed=self.feed,
+                                          new_conn_id=self.router.new_conn_id, passwords=self._passwords())
+            self.transport.listen()
+        if self.dataplane is not None and self._dataplane_task is None:
+            self._dataplane_queue = asyncio.Queue()
+            self._dataplane_task = asyncio.create_task(self._dataplane_loop(), name=f"dataplane-{self.config.name}")
+        self._stopping = False
+        self.feed(StartAll())
+        self.log.info("bgp_started", peers=len(self.config.peers), recovery=self.router.recovering)
+
+    async def stop(self) -> None:
+        """Cease to every peer (BIRD `disable`), then stop listening."""
+        if not self.router.running:
+            return
+        self._stopping = True
+        self.feed(StopAll())
+        self._flush()
+        if self.transport is not None:
+            self.transport.close_all()
+            self.transport = None
+        self.log.info("bgp_stopped")
+
+    async def close(self, clear_kernel: bool = True) -> None:
+        await self.stop()
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close_all()
+            self.transport = None
+        if self._dataplane_task is not None:
+            if clear_kernel and self.dataplane is not None:
+                await self.dataplane.clear(list(self.felix.routes.values()))
+            self._dataplane_task.cancel()
+            await asyncio.gather(self._dataplane_task, return_exceptions=True)
+            self._dataplane_task = None
+
+    def freeze(self) -> None:
+        self.frozen = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.freeze()
+
+    def kill(self) -> None:
+        self.frozen = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.reset()
+            self.transport = None
+        if self._dataplane_task is not None:
+            self._dataplane_task.cancel()  # the kernel keeps what was programmed (BIRD `persist`)
+
+    # -- the event path ------------------------------------------------------------------------------------
+    def feed(self, event: object) -> None:
+        """A TCP event (from the transport), a timer, or an operator command: through the router."""
+        if self.frozen:
+            return
+        t0 = time.thread_time()
+        now = time.time()
+        self._perform(self.router.handle(event, now, flush=False), now)  # type: ignore[arg-type]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        self._arm(now)
+        self.cpu_seconds += time.thread_time() - t0
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.frozen:
+            return
+        t0 = time.thread_time()
+        now = time.time()
+        self._perform(self.router.flush(now), now)
+        self._arm(now)
+        self.cpu_seconds += time.thread_time() - t0
+
+    def _perform(self, actions: list, now: float) -> None:
+        t = self.transport
+        for a in actions:
+            match a:
+                case fsm.Send(conn=cid, data=data):
+                    if t is not None:
+                        t.send(cid, data)
+                case fsm.Close(conn=cid):
+                    if t is not None:
+                        t.close(cid)
+                case OpenTcp(conn=cid, address=address, port=port):
+                    if t is not None:
+                        t.open(cid, address, port)
+                    else:
+                        self._loop.call_soon(self.feed, fsm.TcpFailed(cid, "BGP is stopped"))
+                case BestChanged(prefix=prefix, new=new):
+                    nh = None if new is None or new.source is None else new.attrs.next_hop
+                    self.felix.set_learned(prefix, nh)
+                    self._schedule_felix()
+                case SessionUp(peer=peer, hold_time=hold, graceful_restart=gr):
+                    self.log.info("session_established", peer=peer, hold_time=hold, graceful_restart=gr)
+                    self.on_change()
+                case SessionDown(peer=peer, reason=reason, graceful=graceful):
+                    if not self._stopping:
+                        self.flaps[peer] = self.flaps.get(peer, 0) + 1
+                    self.log.info("session_lost", peer=peer, reason=reason, graceful_restart=graceful)
+                    self.on_change()
+                case RecoveryDone(reason=reason):
+                    self.log.info("graceful_restart_recovery_done", reason=reason)
+                    if self.felix.recovering:
+                        self.felix.end_recovery()
+                        self._schedule_felix()
+
+    # -- timers ----------------------------------------------------------------------------------------------
+    def _arm(self, now: float) -> None:
+        deadline = self.router.deadline
+        if deadline == self._armed:
+            return
+        self._cancel_timer()
+        if deadline is not None:
+            self._armed = deadline
+            self._timer = self._loop.call_at(self._loop.time() + max(0.0, deadline - now), self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._armed = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = None
+        self.feed(fsm.Tick())
+
+    # -- the table ---------------------------------------------------------------------------------------------
+    def _schedule_felix(self) -> None:
+        if not self._felix_scheduled:
+            self._felix_scheduled = True
+            self._loop.call_soon(self._apply_felix)
+
+    def _apply_felix(self) -> None:
+        self._felix_scheduled = False
+        t0 = time.thread_time()
+        delta = self.felix.apply(time.time())
+        if delta:
+            if self._dataplane_queue is not None:
+                self._dataplane_queue.put_nowait(delta)
+            self.on_change()
+        self.cpu_seconds += time.thread_time() - t0
+
+    async def _dataplane_loop(self) -> None:
+        assert self._dataplane_queue is not None
+        while True:
+            delta = await self._dataplane_queue.get()
+            await self.dataplane.apply(delta)
+
+    # -- the datastore -------------------------------------------------------------------------------------------
+    def _apply_local(self, local: LocalState, now: float) -> None:
+        self.local = local
+        self._perform(self.router.set_speaker_config(speaker_config(self.config, local), now), now)
+        self._perform(self.router.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now), now)
+        self.felix.set_local([IPv4Network(b) for b in local.blocks],
+                             {IPv4Address(ip): iface for ip, iface in local.workloads})
+        self._schedule_felix()
+
+    async def set_local(self, local: LocalState) -> None:
+        if self.frozen:
+            return
+        t0 = time.thread_time()
+        self._apply_local(local, time.time())
+        self._arm(time.time())
+        self.cpu_seconds += time.thread_time() - t0
+
+    async def reconfigure(self, config: NodeConfig) -> None:
+        old = self.config
+        self.config = config
+        now = time.time()
+        self._perform(self.router.set_peers(peer_specs(config), now), now)
+        self._perform(self.router.set_speaker_config(speaker_config(config, self.local), now), now)
+        self.felix.set_pools(config.ip_pools())
+        self._schedule_felix()
+        for p in config.peers:
+            self.flaps.setdefault(p.name, 0)
+        if self.transport is not None and self._passwords() != {IPv4Address(p.session_address): p.password
+                                                               for p in old.peers if p.password}:
+            self.transport.passwords = self._passwords()
+        self._arm(now)
+        self.log.info("node_reconfigured", peers=len(config.peers), cluster_id=config.cluster_id)
+
+    async def teardown(self, peer: str) -> None:
+        self.feed(ResetPeer(peer))
+
+    # -- views ----------------------------------------------------------------------------------------------------
+    def table_text(self) -> str:
+        """The node's table as `ip route` prints it."""
+        return self.felix.table.render_ip()
+
+    async def kernel_table(self) -> str:
+        if self.dataplane is None:
+            from meshsim.agent.http import HttpError
+
+            raise HttpError(409, "this node runs with the simulated dataplane (--dataplane sim)")
+        return await self.dataplane.kernel_table()
+
+    def _peer_configs(self) -> dict[str, PeerConfig]:
+        return {p.name: p for p in self.config.peers}
+
+    def sessions(self) -> list[SessionView]:
+        out = []
+        speaker = self.router.speaker
+        for p in self.config.peers:
+            peer = self.router.peers.get(p.name)
+            if peer is None:
+                continue
+            s = peer.session
+            est = s.since if s.state is fsm.ProtoState.UP else None
+            out.append(SessionView(name=p.name, peer=p.address, peer_node=p.peer_node, type=p.type,
+                                   state=s.state.value, info=s.info, since_ts=s.since or None, established_at=est,
+                                   flaps=self.flaps.get(p.name, 0), passive=p.passive, rr_client=p.rr_client,
+                                   stale_routes=len(speaker.stale(p.name))))
+        return out
+
+    def counters(self) -> dict[str, PeerCounts]:
+        out = {}
+        routes = self.router.speaker.counters()
+        for name, peer in self.router.peers.items():
+            c = routes.get(name)
+            m = peer.session.counters
+            out[name] = PeerCounts(updates_sent=c.updates_sent if c else 0,
+                                   updates_received=c.updates_received if c else 0,
+                                   withdrawals_sent=c.withdrawals_sent if c else 0,
+                                   withdrawals_received=c.withdrawals_received if c else 0,
+                                   flaps=self.flaps.get(name, 0), messages_sent=dict(m.messages_out),
+                                   messages_received=dict(m.messages_in))
+        return out
+
+    async def rib(self) -> dict[str, Any]:
+        sp = self.router.speaker
+        names = [p.name for p in self.config.peers if p.name in self.router.peers]
+        return {
+            "adj_rib_in": {n: {str(p): {**_attrs_json(path.attrs), "stale": p in sp.stale(n)}
+                               for p, path in sp.adj_rib_in(n).items()} for n in names},
+            "loc_rib": {str(p): {"from": path.source.name if path.source else "local", "reason": reason.name,
+                                 **_attrs_json(path.attrs)} for p, (path, reason) in sp.loc_rib().items()},
+            "adj_rib_out": {n: {str(p): _attrs_json(a) for p, a in sp.adj_rib_out(n).items()} for n in names},
+            "recovering": self.router.recovering,
+        }
+
+    def usage(self) -> EngineUsage:
+        return EngineUsage(engine="meshsim", pid=os.getpid(), cpu_seconds=round(self.cpu_seconds, 4),
+                           rss_bytes=self.rss_share(),
+                           method="CPU: thread time of this node's callbacks in its worker process; memory: the "
+                                  "worker's RSS divided by the nodes it hosts")

@@ -1,0 +1,234 @@
+"""Real TCP for one node's BGP router: its listening socket, its outgoing connections, its faults.
+
+Owns `BgpTransport`, the thin asyncio adapter under `meshsim.bgp.router.Router`: it accepts connections
+on the node's own address and BGP port, opens the connections the router asks for (bound to the node's
+address, so the peer sees where it comes from), writes what the router sends, closes what it closes,
+and reports every TCP event back through `feed(event)`. It decides nothing about BGP.
+
+Faults, per node whatever process hosts it:
+- `freeze()`: a host crash. Nothing is read, written or accepted any more and no callback reaches the
+  router, but the TCP connections stay open: peers notice by their hold timers. New connection attempts
+  queue in the kernel's listen backlog, unanswered, as on a dead host.
+- `reset()`: SIGKILL. Every connection is reset (RST, no NOTIFICATION) and the listening socket closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import struct
+from collections.abc import Callable
+from ipaddress import IPv4Address
+
+from meshsim.agent.netctx import NetContext
+from meshsim.bgp import fsm
+from meshsim.bgp.router import Incoming
+
+Feed = Callable[[object], None]
+LISTEN_BACKLOG = 1024
+
+
+class _Conn(asyncio.Protocol):
+    """One BGP TCP connection; forwards bytes and its end to the owner."""
+
+    __slots__ = ("owner", "conn_id", "transport", "incoming", "peer")
+
+    def __init__(self, owner: "BgpTransport", conn_id: int, incoming: bool, peer: IPv4Address | None = None) -> None:
+        self.owner = owner
+        self.conn_id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.incoming = incoming
+        self.peer = peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  (uvloop's transports are not asyncio classes)
+        self.owner._made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.owner._feed(fsm.TcpData(self.conn_id, data))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._lost(self, exc)
+
+
+def _strerror(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc) if exc else ""
+
+
+class BgpTransport:
+    """The sockets of one node's BGP. `feed` receives TcpConnected/TcpFailed/TcpData/TcpClosed/Incoming."""
+
+    def __init__(self, *, address: IPv4Address, port: int, net: NetContext, feed: Feed, new_conn_id: Callable[[], int],
+                 passwords: dict[IPv4Address, str] | None = None) -> None:
+        self.address = address
+        self.port = port
+        self.net = net
+        self.feed = feed
+        self.new_conn_id = new_conn_id
+        self.passwords = dict(passwords or {})
+        self.conns: dict[int, _Conn] = {}
+        self.connecting: dict[int, tuple[asyncio.Task, socket.socket]] = {}
+        self.listener: socket.socket | None = None
+        self.frozen = False
+        self._loop = asyncio.get_running_loop()
+
+    # -- listening -------------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Bind the node's BGP port on its own address (raises OSError, e.g. address in use)."""
+        s = self.net.tcp_socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            for peer, password in self.passwords.items():
+                self.net.set_password(s, peer, password)
+            s.bind((str(self.address), self.port))
+            s.listen(LISTEN_BACKLOG)
+        except OSError:
+            s.close()
+            raise
+        self.listener = s
+        self._loop.add_reader(s.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        for _ in range(64):
+            try:
+                sock, (host, _port) = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(self, self.new_conn_id(), incoming=True, peer=IPv4Address(host))
+            self._loop.create_task(self._wrap(conn, sock))
+
+    async def _wrap(self, conn: _Conn, sock: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(lambda: conn, sock)
+        except OSError:
+            sock.close()
+
+    # -- connecting --------------------------------------------------------------------------------
+    def open(self, conn_id: int, address: IPv4Address, port: int) -> None:
+        try:
+            sock = self.net.tcp_socket()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.net.set_password(sock, address, self.passwords.get(address))
+            sock.bind((str(self.address), 0))
+        except OSError as exc:
+            self._loop.call_soon(self._feed, fsm.TcpFailed(conn_id, _strerror(exc)))
+            return
+        task = self._loop.create_task(self._connect(conn_id, sock, address, port))
+        self.connecting[conn_id] = (task, sock)
+
+    async def _connect(self, conn_id: int, sock: socket.socket, address: IPv4Address, port: int) -> None:
+        try:
+            await self._loop.sock_connect(sock, (str(address), port))
+            conn = _Conn(self, conn_id, incoming=False, peer=address)
+            await self._loop.create_connection(lambda: conn, sock=sock)
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            self.connecting.pop(conn_id, None)
+            self._feed(fsm.TcpFailed(conn_id, _strerror(exc)))
+            return
+        self.connecting.pop(conn_id, None)
+
+    # -- callbacks from connections --------------------------------------------------------------------
+    def _made(self, conn: _Conn) -> None:
+        self.conns[conn.conn_id] = conn
+        if self.frozen:
+            assert conn.transport is not None
+            conn.transport.pause_reading()
+            return
+        if conn.incoming:
+            assert conn.peer is not None
+            self._feed(Incoming(conn.conn_id, conn.peer))
+        else:
+            self._feed(fsm.TcpConnected(conn.conn_id))
+
+    def _lost(self, conn: _Conn, exc: Exception | None) -> None:
+        if self.conns.get(conn.conn_id) is conn:
+            del self.conns[conn.conn_id]
+            self._feed(fsm.TcpClosed(conn.conn_id, _strerror(exc)))
+
+    def _feed(self, event: object) -> None:
+        if not self.frozen:
+            self.feed(event)
+
+    # -- what the router asks for ------------------------------------------------------------------------
+    def send(self, conn_id: int, data: bytes) -> None:
+        conn = self.conns.get(conn_id)
+        if conn is not None and conn.transport is not None and not self.frozen:
+            conn.transport.write(data)
+
+    def close(self, conn_id: int) -> None:
+        pending = self.connecting.pop(conn_id, None)
+        if pending is not None:
+            task, sock = pending
+            task.cancel()
+            sock.close()
+        conn = self.conns.pop(conn_id, None)  # forgotten first: the router already knows it is closed
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+
+    # -- faults and shutdown --------------------------------------------------------------------------------
+    def freeze(self) -> None:
+        """Host crash: stop everything without closing anything."""
+        self.frozen = True
+        if self.listener is not None:
+            self._loop.remove_reader(self.listener.fileno())
+        for conn in self.conns.values():
+            if conn.transport is not None:
+                conn.transport.pause_reading()
+        for task, _sock in self.connecting.values():
+            task.cancel()
+        self.connecting.clear()
+
+    def reset(self) -> None:
+        """SIGKILL: RST on every connection, the listening socket gone."""
+        self.frozen = True
+        for conn in list(self.conns.values()):
+            t = conn.transport
+            if t is None:
+                continue
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
+            t.abort()
+        self.conns.clear()
+        self.close_all()
+
+    def close_all(self) -> None:
+        """Close whatever is left (connections not closed by the router, the listener)."""
+        for task, sock in self.connecting.values():
+            task.cancel()
+            sock.close()
+        self.connecting.clear()
+        for conn in list(self.conns.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.conns.clear()
+        if self.listener is not None:
+            try:
+                self._loop.remove_reader(self.listener.fileno())
+            except (ValueError, OSError):
+                pass
+            self.listener.close()
+            self.listener = None
+
+
+def address_in_use(exc: OSError) -> bool:
+    return exc.errno == errno.EADDRINUSE

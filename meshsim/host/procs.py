@@ -1,0 +1,57 @@
+"""Child processes a run starts: spawned in their own process group, stopped with a deadline, then killed.
+
+Owns `spawn()`, `stop()` (SIGTERM, wait, SIGKILL, wait: never hangs) and `kill_group_now()` (synchronous,
+for a `finally` that may run while being cancelled). Every process meshsim starts goes through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from typing import IO, Any
+
+
+async def spawn(argv: Sequence[str], *, stdin: Any = asyncio.subprocess.DEVNULL, stdout: Any = None,
+                stderr: Any = None, env: dict[str, str] | None = None, cwd: str | None = None) -> asyncio.subprocess.Process:
+    """Start `argv` in a session of its own (so a terminal's Ctrl-C reaches the runner only, and the whole
+    group can be signalled)."""
+    return await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
+                                                start_new_session=True)
+
+
+def signal_group(pid: int | None, sig: int) -> bool:
+    """Signal the process group led by `pid`; False if it is gone."""
+    if not pid:
+        return False
+    try:
+        os.killpg(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def kill_group_now(pid: int | None) -> None:
+    signal_group(pid, signal.SIGKILL)
+
+
+async def stop(proc: asyncio.subprocess.Process | None, *, grace: float = 5.0) -> int | None:
+    """SIGTERM the process group, wait up to `grace` s, then SIGKILL and reap. Returns the exit code."""
+    if proc is None:
+        return None
+    if proc.returncode is None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            if not signal_group(proc.pid, sig):
+                break
+            try:
+                await asyncio.wait_for(proc.wait(), wait)
+                break
+            except asyncio.TimeoutError:
+                continue
+    signal_group(proc.pid, signal.SIGKILL)  # whatever is left of the group
+    return proc.returncode
+
+
+def open_log(path: str) -> IO[bytes]:
+    return open(path, "ab")

@@ -144,14 +144,12 @@ class NodeAgent:
     def summary(self) -> dict[str, Any]:
         """What a runner needs to follow a node cheaply: digests and counts, not tables."""
         h = self.engine.history
-        sessions = self.engine.sessions()
-        counters = self.counters()
+        sessions, totals = self.engine.brief()
         return {"version": self.version, "name": self.config.name, "run_id": self.config.run_id, "time": time.time(),
                 "started": self.started_at, "bgp_running": self.engine.running,
                 "routes": {"digest": h.digest, "count": len(h.lines), "changes": h.changes,
                            "last_change": h.last_change},
-                "sessions": {s.name: [s.state, s.established_at, s.stale_routes, s.flaps] for s in sessions},
-                "counters": {"totals": counters["totals"], "usage": counters["usage"]}}
+                "sessions": sessions, "counters": {"totals": totals, "usage": self.engine.usage().to_json()}}
 
     def state(self) -> dict[str, Any]:
         return {"version": self.version, "name": self.config.name, "run_id": self.config.run_id, "time": time.time(),

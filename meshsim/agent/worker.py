@@ -286,4 +286,13 @@ def run_loop(coro: Any) -> int:
 def main(args: Any = None) -> int:
     die_with_parent()
     configure(getattr(args, "log_level", None) or "warning", json=True)
-    return run_loop(_amain())
+    profile = os.environ.get("MESHSIM_PROFILE_DIR")  # developers: a cProfile dump per worker
+    if not profile:
+        return run_loop(_amain())
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        return prof.runcall(run_loop, _amain())
+    finally:
+        prof.dump_stats(os.path.join(profile, f"worker-{os.getpid()}.prof"))

@@ -26,8 +26,10 @@ table with the defaults of `exabgp.environment.setup.CONFIGURATION`, programmati
 marks the table as already set up so ExaBGP never runs its own loader: EXABGP_ENVFILE, the
 etc/exabgp/exabgp.env file and every `exabgp.*` / `exabgp_*` variable are never read.
 ExaBGP's logger is disabled (`log.disable()`: every level becomes a no-op), so nothing is
-printed and no `logging` handler is created. (`exabgp.environment.base` still records the
-*paths* named by EXABGP_ROOT / EXABGP_ENVFILE at import; nothing opens them.)
+printed and no `logging` handler is created. While ExaBGP's modules import, every
+`exabgp*` / `EXABGP*` variable is hidden from os.environ (and restored), because
+`exabgp.environment.base` and `exabgp.version` read EXABGP_ROOT, EXABGP_ENVFILE and
+exabgp_version at import time.
 
 Written against ExaBGP 5.0.15, whose internal API it uses; importing this module with any
 other ExaBGP release raises ImportError.
@@ -35,11 +37,14 @@ other ExaBGP release raises ImportError.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any, NamedTuple
 
 from meshsim.bgp.messages import (
     Capabilities,
@@ -86,7 +91,7 @@ def _init_exabgp() -> None:
     from exabgp.environment.environment import Env
     from exabgp.environment.hashtable import HashTable
 
-    Env._setup = True  # noqa: SLF001 - ExaBGP's only switch for "already configured"
+    Env._setup = True
     from exabgp.environment import setup as exabgp_setup
 
     Env.definition = exabgp_setup.CONFIGURATION
@@ -94,14 +99,14 @@ def _init_exabgp() -> None:
         table = HashTable()
         for name, spec in options.items():
             table[name] = _default_setting(spec)
-        Env._env[section] = table  # noqa: SLF001
+        Env._env[section] = table
 
     from exabgp.logger import log
 
     log.disable()
 
 
-def _default_setting(spec: dict) -> object:
+def _default_setting(spec: dict[str, Any]) -> object:
     """One ExaBGP default, converted as its loader would; the raw string if that fails
     (e.g. daemon.user 'nobody' missing from /etc/passwd: irrelevant to the codec)."""
     try:
@@ -110,42 +115,55 @@ def _default_setting(spec: dict) -> object:
         return spec["value"]
 
 
-_check_exabgp_version()
-_init_exabgp()
+@contextlib.contextmanager
+def _exabgp_variables_hidden() -> Iterator[None]:
+    """Hide every EXABGP_* / exabgp_* / exabgp.* variable while ExaBGP's modules import:
+    some read os.environ at import time (EXABGP_ROOT, EXABGP_ENVFILE, exabgp_version)."""
+    hidden = {name: os.environ.pop(name) for name in list(os.environ) if name.lower().startswith("exabgp")}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
-# ExaBGP's classes, imported only once its environment exists.
-from exabgp.bgp.message import Message as ExaMessage  # noqa: E402
-from exabgp.bgp.message.direction import Direction  # noqa: E402
-from exabgp.bgp.message.keepalive import KeepAlive as ExaKeepAlive  # noqa: E402
-from exabgp.bgp.message.notification import Notification as ExaNotification  # noqa: E402
-from exabgp.bgp.message.notification import Notify  # noqa: E402
-from exabgp.bgp.message.open import Open as ExaOpen  # noqa: E402
-from exabgp.bgp.message.open.asn import ASN  # noqa: E402
-from exabgp.bgp.message.open.capability import AddPath, ASN4, Capability, Graceful  # noqa: E402
-from exabgp.bgp.message.open.capability import Capabilities as ExaCapabilities  # noqa: E402
-from exabgp.bgp.message.open.capability import MultiProtocol  # noqa: E402
-from exabgp.bgp.message.open.capability import Negotiated as ExaNegotiated  # noqa: E402
-from exabgp.bgp.message.open.capability import RouteRefresh as RouteRefreshCapability  # noqa: E402
-from exabgp.bgp.message.open.holdtime import HoldTime  # noqa: E402
-from exabgp.bgp.message.open.routerid import RouterID  # noqa: E402
-from exabgp.bgp.message.open.version import Version  # noqa: E402
-from exabgp.bgp.message.refresh import RouteRefresh as ExaRouteRefresh  # noqa: E402
-from exabgp.bgp.message.update import Update as ExaUpdate  # noqa: E402
-from exabgp.bgp.message.update.attribute import Attribute, Attributes  # noqa: E402
-from exabgp.bgp.message.update.attribute import ClusterList, LocalPreference, MED  # noqa: E402
-from exabgp.bgp.message.update.attribute import NextHop, OriginatorID  # noqa: E402
-from exabgp.bgp.message.update.attribute import Origin as ExaOrigin  # noqa: E402
-from exabgp.bgp.message.update.attribute.aspath import ASPath, SEQUENCE  # noqa: E402
-from exabgp.bgp.message.update.attribute.clusterlist import ClusterID  # noqa: E402
-from exabgp.bgp.message.update.attribute.community.initial.communities import Communities  # noqa: E402
-from exabgp.bgp.message.update.attribute.community.initial.community import Community  # noqa: E402
-from exabgp.bgp.message.update.attribute.community.large.communities import (  # noqa: E402
-    LargeCommunities,
-)
-from exabgp.bgp.message.update.attribute.community.large.community import LargeCommunity  # noqa: E402
-from exabgp.bgp.message.update.eor import EOR  # noqa: E402
-from exabgp.bgp.neighbor import Neighbor  # noqa: E402
-from exabgp.protocol.family import AFI, SAFI  # noqa: E402
+
+with _exabgp_variables_hidden():
+    _check_exabgp_version()
+    _init_exabgp()
+    # ExaBGP's classes, imported only once its environment exists.
+    from exabgp.bgp.message.direction import Direction
+    from exabgp.bgp.message.keepalive import KeepAlive as ExaKeepAlive
+    from exabgp.bgp.message.notification import Notification as ExaNotification
+    from exabgp.bgp.message.notification import Notify
+    from exabgp.bgp.message.open import Open as ExaOpen
+    from exabgp.bgp.message.open.asn import ASN
+    from exabgp.bgp.message.open.capability import ASN4, AddPath, Capability, Graceful, MultiProtocol
+    from exabgp.bgp.message.open.capability import Capabilities as ExaCapabilities
+    from exabgp.bgp.message.open.capability import Negotiated as ExaNegotiated
+    from exabgp.bgp.message.open.capability import RouteRefresh as RouteRefreshCapability
+    from exabgp.bgp.message.open.holdtime import HoldTime
+    from exabgp.bgp.message.open.routerid import RouterID
+    from exabgp.bgp.message.open.version import Version
+    from exabgp.bgp.message.refresh import RouteRefresh as ExaRouteRefresh
+    from exabgp.bgp.message.update import Update as ExaUpdate
+    from exabgp.bgp.message.update.attribute import (
+        MED,
+        Attribute,
+        Attributes,
+        ClusterList,
+        LocalPreference,
+        NextHop,
+        OriginatorID,
+    )
+    from exabgp.bgp.message.update.attribute import Origin as ExaOrigin
+    from exabgp.bgp.message.update.attribute.aspath import SEQUENCE, ASPath
+    from exabgp.bgp.message.update.attribute.clusterlist import ClusterID
+    from exabgp.bgp.message.update.attribute.community.initial.communities import Communities
+    from exabgp.bgp.message.update.attribute.community.initial.community import Community
+    from exabgp.bgp.message.update.attribute.community.large.communities import LargeCommunities
+    from exabgp.bgp.message.update.attribute.community.large.community import LargeCommunity
+    from exabgp.bgp.message.update.eor import EOR
+    from exabgp.bgp.neighbor import Neighbor
+    from exabgp.protocol.family import AFI, SAFI
 
 
 # ============================================================================ constants
@@ -156,13 +174,13 @@ MARKER = b"\xff" * 16
 
 OPEN, UPDATE, NOTIFICATION, KEEPALIVE, ROUTE_REFRESH = 1, 2, 3, 4, 5
 
-# RFC 4271 §6.1 minimum (or exact) message lengths; ROUTE-REFRESH is RFC 2918 §3.
-_LENGTH_OK = {
-    OPEN: lambda n: n >= 29,
-    UPDATE: lambda n: n >= 23,
-    NOTIFICATION: lambda n: n >= 21,
-    KEEPALIVE: lambda n: n == 19,
-    ROUTE_REFRESH: lambda n: n == 23,
+# RFC 4271 §6.1 (min, max) length per type; ROUTE-REFRESH is exactly 23 (RFC 2918 §3).
+_LENGTH_BOUNDS = {
+    OPEN: (29, MAX_MESSAGE_LEN),
+    UPDATE: (23, MAX_MESSAGE_LEN),
+    NOTIFICATION: (21, MAX_MESSAGE_LEN),
+    KEEPALIVE: (19, 19),
+    ROUTE_REFRESH: (23, 23),
 }
 
 _HEADER = struct.Struct("!HB")
@@ -178,10 +196,10 @@ _EMPTY_UPDATE_BODY = b"\x00\x00\x00\x00"  # RFC 4724 §2
 # Attribute flags and type codes, RFC 4271 §4.3 / §5.
 _OPTIONAL, _TRANSITIVE, _PARTIAL, _EXTENDED = 0x80, 0x40, 0x20, 0x10
 ORIGIN, AS_PATH, NEXT_HOP, MED_CODE, LOCAL_PREF = 1, 2, 3, 4, 5
-ATOMIC_AGGREGATE, AGGREGATOR, COMMUNITIES, ORIGINATOR_ID, CLUSTER_LIST = 6, 7, 8, 9, 10
+COMMUNITIES, ORIGINATOR_ID, CLUSTER_LIST = 8, 9, 10
 MP_REACH, MP_UNREACH, AS4_PATH, AS4_AGGREGATOR, LARGE_COMMUNITY = 14, 15, 17, 18, 32
 
-# Encodable without a session: everything the peer can send before OPENs are exchanged.
+# What a peer may send before the OPEN exchange is complete (RFC 4271 §8.2.2, OpenSent).
 _PRE_OPEN_TYPES = (OPEN, NOTIFICATION, KEEPALIVE)
 
 _ExaKey = tuple[bool, bool, bool, int, int]  # asn4, add-path send, add-path receive, local AS, peer AS
@@ -226,8 +244,12 @@ def frame(buf: bytes | bytearray | memoryview) -> tuple[list[bytes], int]:
     data = buf if isinstance(buf, bytes) else bytes(buf)
     messages: list[bytes] = []
     pos, end = 0, len(data)
+    unpack_from, bounds_of = _HEADER.unpack_from, _LENGTH_BOUNDS.get
     while end - pos >= HEADER_LEN:
-        length = _check_header(data, pos)
+        length, msg_type = unpack_from(data, pos + 16)
+        bounds = bounds_of(msg_type)
+        if bounds is None or not bounds[0] <= length <= bounds[1] or not data.startswith(MARKER, pos):
+            _check_header(data, pos)  # raises the precise error
         if end - pos < length:
             break
         messages.append(data[pos : pos + length])
@@ -235,19 +257,34 @@ def frame(buf: bytes | bytearray | memoryview) -> tuple[list[bytes], int]:
     return messages, pos
 
 
-def _check_header(data: bytes, pos: int) -> int:
-    """Validate the header at `pos` (RFC 4271 §6.1) and return the message length."""
+def _check_header(data: bytes, pos: int) -> None:
+    """Raise the precise RFC 4271 §6.1 error for the header at `pos`, if it has one."""
     if not data.startswith(MARKER, pos):
         raise CodecError(1, 1, b"", "marker is not all ones: connection not synchronized")
+    length: int
+    msg_type: int
     length, msg_type = _HEADER.unpack_from(data, pos + 16)
     if length < HEADER_LEN or length > MAX_MESSAGE_LEN:
         raise CodecError(1, 2, _U16.pack(length), f"bad message length {length}")
-    length_ok = _LENGTH_OK.get(msg_type)
-    if length_ok is None:
+    bounds = _LENGTH_BOUNDS.get(msg_type)
+    if bounds is None:
         raise CodecError(1, 3, bytes([msg_type]), f"bad message type {msg_type}")
-    if not length_ok(length):
+    if not bounds[0] <= length <= bounds[1]:
         raise CodecError(1, 2, _U16.pack(length), f"length {length} is wrong for type {msg_type}")
-    return length
+
+
+def _message_type(data: bytes) -> int:
+    """The type of one whole message, after the RFC 4271 §6.1 checks (fast path first)."""
+    if len(data) < HEADER_LEN:
+        raise CodecError(1, 2, b"", f"{len(data)} bytes cannot hold a BGP header")
+    length, msg_type = _HEADER.unpack_from(data, 16)
+    bounds = _LENGTH_BOUNDS.get(msg_type)
+    if bounds is None or not bounds[0] <= length <= bounds[1] or not data.startswith(MARKER):
+        _check_header(data, 0)  # raises the precise error
+    if length != len(data):
+        raise CodecError(1, 2, data[16:18], "message length does not match its header")
+    result: int = msg_type
+    return result
 
 
 # ============================================================================ ExaBGP session state
@@ -301,21 +338,19 @@ def _exa_session_open(asn: int, asn4: bool, add_path_mode: int) -> ExaOpen:
 def decode(raw: bytes | bytearray | memoryview, negotiated: Negotiated | None) -> Message:
     """Decode one whole message (as returned by `frame`). Raises only CodecError.
 
-    `negotiated` is None until the OPEN exchange completes; then only OPEN, NOTIFICATION
-    and KEEPALIVE are acceptable (RFC 4271 §8.2.2, RFC 6608 §4 subcode 1).
-    UPDATEs are memoised on (bytes, session shape).
+    Pass `negotiated=None` until the OPEN exchange completes; meanwhile only OPEN,
+    NOTIFICATION and KEEPALIVE are acceptable, anything else is 5/1 (RFC 6608 §4).
+    UPDATEs are memoised on (bytes, session_key(negotiated)).
     """
     data = raw if isinstance(raw, bytes) else bytes(raw)
     if data == KEEPALIVE_BYTES:
         return _KEEPALIVE
     try:
-        if len(data) < HEADER_LEN or _check_header(data, 0) != len(data):
-            raise CodecError(1, 2, data[16:18], "message length does not match its header")
-        msg_type = data[18]
-        if negotiated is None and msg_type not in _PRE_OPEN_TYPES:
-            raise CodecError(5, 1, bytes([msg_type]), "UPDATE/ROUTE-REFRESH before the OPEN exchange")
-        if msg_type == UPDATE:
+        msg_type = _message_type(data)
+        if msg_type == UPDATE and negotiated is not None:
             return _decode_update(data, _exa_key(negotiated))
+        if msg_type not in _PRE_OPEN_TYPES and negotiated is None:
+            raise CodecError(5, 1, bytes([msg_type]), "UPDATE/ROUTE-REFRESH before the OPEN exchange")
         return _DECODERS[msg_type](data[HEADER_LEN:])
     except CodecError:
         raise
@@ -407,7 +442,7 @@ def _decode_route_refresh(body: bytes) -> RouteRefresh:
     return RouteRefresh(int(exa.afi), int(exa.safi), int(exa.reserved))
 
 
-_DECODERS = {
+_DECODERS: dict[int, Callable[[bytes], Message]] = {
     OPEN: _decode_open,
     NOTIFICATION: _decode_notification,
     KEEPALIVE: _decode_keepalive,
@@ -432,6 +467,10 @@ class _Block:
     mp_eor: tuple[int, int] | None = None
 
 
+_Prefixes = tuple[tuple[IPv4Network, ...], tuple[int, ...]]  # networks and parallel path ids
+_MpRoutes = tuple[
+    tuple[IPv4Network, ...], tuple[int, ...], tuple[IPv4Network, ...], tuple[int, ...], tuple[int, int] | None
+]
 _NO_ATTRIBUTES = _Block(attrs=None, missing=ORIGIN, next_hop_attribute=False)
 
 
@@ -455,7 +494,8 @@ def _decode_update(raw: bytes, key: _ExaKey) -> EndOfRib | Update:
 def _split_update(body: bytes) -> tuple[bytes, bytes, bytes]:
     """RFC 4271 §4.3 fields via ExaBGP; inconsistent lengths are 3/1 (§6.3)."""
     try:
-        return ExaUpdate.split(body)
+        fields: tuple[bytes, bytes, bytes] = ExaUpdate.split(body)
+        return fields
     except Notify as exc:
         data = _U16.pack(HEADER_LEN + len(body)) if (exc.code, exc.subcode) == (1, 2) else b""
         raise _from_notify(exc, data) from exc
@@ -469,10 +509,9 @@ def _assemble_update(
     nlri_ids: tuple[int, ...],
     add_path: bool,
 ) -> EndOfRib | Update:
-    missing = block.missing if block.missing is not None or block.next_hop_attribute else NEXT_HOP
-    if (nlri and missing is not None) or (block.mp_nlri and block.missing is not None):
-        code = missing if nlri else block.missing
-        raise CodecError(3, 3, bytes([code]), f"missing well-known attribute {code}")  # RFC 4271 §6.3
+    missing = _missing_well_known(block, nlri)
+    if missing is not None:
+        raise CodecError(3, 3, bytes([missing]), f"missing well-known attribute {missing}")  # RFC 4271 §6.3
     if not (withdrawn or nlri or block.mp_withdrawn or block.mp_nlri) and block.mp_eor:
         return EndOfRib(*block.mp_eor)  # RFC 4724 §2: empty MP_UNREACH_NLRI
     all_nlri = nlri + block.mp_nlri
@@ -485,7 +524,16 @@ def _assemble_update(
     )
 
 
-def _parse_prefixes(field: bytes, add_path: bool) -> tuple[tuple[IPv4Network, ...], tuple[int, ...]]:
+def _missing_well_known(block: _Block, nlri: tuple[IPv4Network, ...]) -> int | None:
+    """Type code of the first mandatory attribute absent for the routes present: ORIGIN,
+    AS_PATH, NEXT_HOP with classic NLRI (RFC 4271 §6.3); ORIGIN, AS_PATH with MP_REACH_NLRI
+    (RFC 4760 §3)."""
+    if nlri:
+        return block.missing if block.missing is not None or block.next_hop_attribute else NEXT_HOP
+    return block.missing if block.mp_nlri else None
+
+
+def _parse_prefixes(field: bytes, add_path: bool) -> _Prefixes:
     """IPv4 prefixes of a Withdrawn Routes or NLRI field (RFC 4271 §4.3), each preceded by
     a 4-octet Path Identifier under ADD-PATH (RFC 7911 §3). Syntax errors are 3/10 (§6.3)."""
     networks: list[IPv4Network] = []
@@ -519,8 +567,7 @@ def _network(encoded: bytes) -> IPv4Network:
 # ---------------------------------------------------------------------------- path attributes
 
 
-@dataclass(frozen=True, slots=True)
-class _RawAttribute:
+class _RawAttribute(NamedTuple):  # a NamedTuple: built per attribute, cheaper than a dataclass
     flags: int
     value: bytes
     whole: bytes  # flags, type, length and value: the NOTIFICATION data of RFC 4271 §6.3
@@ -529,7 +576,7 @@ class _RawAttribute:
 # Expected Optional/Transitive bits and a length rule per attribute we check, RFC 4271 §5 /
 # RFC 1997 / RFC 4456 §8 / RFC 4760 / RFC 6793 / RFC 8092.
 _WELL_KNOWN, _OPT_NON_TRANSITIVE, _OPT_TRANSITIVE = _TRANSITIVE, _OPTIONAL, _OPTIONAL | _TRANSITIVE
-_ATTRIBUTE_RULES: dict[int, tuple[int, object]] = {
+_ATTRIBUTE_RULES: dict[int, tuple[int, Callable[[int], bool] | None]] = {
     ORIGIN: (_WELL_KNOWN, lambda n: n == 1),
     AS_PATH: (_WELL_KNOWN, None),
     NEXT_HOP: (_WELL_KNOWN, lambda n: n == 4),
@@ -611,7 +658,7 @@ def _check_attribute(code: int, attribute: _RawAttribute, asn4: bool) -> None:
     partial_forbidden = expected != _OPT_TRANSITIVE and attribute.flags & _PARTIAL  # RFC 4271 §4.3
     if category != expected or partial_forbidden:
         raise CodecError(3, 4, attribute.whole, f"attribute flags 0x{attribute.flags:02x} wrong for {code}")
-    if length_ok is not None and not length_ok(len(attribute.value)):  # type: ignore[operator]
+    if length_ok is not None and not length_ok(len(attribute.value)):
         raise CodecError(3, 5, attribute.whole, f"attribute {code} has length {len(attribute.value)}")
     if code == ORIGIN and attribute.value[0] > Origin.INCOMPLETE:
         raise CodecError(3, 6, attribute.whole, f"ORIGIN {attribute.value[0]}")  # RFC 4271 §6.3
@@ -643,7 +690,8 @@ def _exa_attributes_unpack(block: bytes, key: _ExaKey) -> Attributes:
 
 
 def _next_hop(exa: Attributes) -> IPv4Address | None:
-    """NEXT_HOP, else an IPv4 next hop from MP_REACH_NLRI (RFC 4760 §3)."""
+    """NEXT_HOP, else an IPv4 next hop from MP_REACH_NLRI (RFC 4760 §3). An UPDATE with
+    routes in both places gets NEXT_HOP for all of them (one PathAttrs per Update)."""
     next_hop = exa.get(Attribute.CODE.NEXT_HOP)
     if next_hop is not None:
         return IPv4Address(next_hop.ton())
@@ -684,14 +732,14 @@ def _communities(raw: Mapping[int, _RawAttribute]) -> tuple[str, ...]:
     result: list[str] = []
     standard = raw.get(COMMUNITIES)
     if standard is not None:
-        result.extend("%d:%d" % pair for pair in struct.iter_unpack("!HH", standard.value))
+        result.extend(f"{high}:{low}" for high, low in struct.iter_unpack("!HH", standard.value))
     large = raw.get(LARGE_COMMUNITY)
     if large is not None:
-        result.extend("%d:%d:%d" % triple for triple in struct.iter_unpack("!III", large.value))
+        result.extend(f"{a}:{b}:{c}" for a, b, c in struct.iter_unpack("!III", large.value))
     return tuple(result)
 
 
-def _mp_routes(exa: Attributes) -> tuple | None:
+def _mp_routes(exa: Attributes) -> _MpRoutes | None:
     """IPv4-unicast routes carried in MP_REACH/MP_UNREACH (RFC 4760), as the trailing
     _Block fields; None when neither attribute is present. ExaBGP has already refused
     (3/9) any family that was not negotiated, i.e. anything but IPv4 unicast."""
@@ -705,7 +753,7 @@ def _mp_routes(exa: Attributes) -> tuple | None:
     return nlri, nlri_ids, withdrawn, withdrawn_ids, eor
 
 
-def _exa_prefixes(nlris: Iterable) -> tuple[tuple[IPv4Network, ...], tuple[int, ...]]:
+def _exa_prefixes(nlris: Iterable[Any]) -> _Prefixes:
     networks, path_ids = [], []
     for nlri in nlris:
         mask = nlri.cidr.mask
@@ -747,7 +795,8 @@ def _encode_open(msg: Open) -> bytes:
         RouterID(str(msg.router_id)),
         _capabilities_to_exa(msg.capabilities),
     )
-    return exa.message()
+    encoded: bytes = exa.message()
+    return encoded
 
 
 def _capabilities_to_exa(capabilities: Capabilities) -> ExaCapabilities:
@@ -785,20 +834,23 @@ def _graceful_to_exa(graceful: GracefulRestart) -> Graceful:
 def _encode_notification(msg: Notification) -> bytes:
     if len(msg.data) > MAX_MESSAGE_LEN - 21:
         raise ValueError("NOTIFICATION data does not fit a 4096-byte message")
-    return Notify(msg.code, msg.subcode, bytes(msg.data)).message()
+    encoded: bytes = Notify(msg.code, msg.subcode, bytes(msg.data)).message()
+    return encoded
 
 
 def _encode_route_refresh(msg: RouteRefresh) -> bytes:
-    return ExaRouteRefresh(msg.afi, msg.safi, msg.subtype).message()
+    encoded: bytes = ExaRouteRefresh(msg.afi, msg.safi, msg.subtype).message()
+    return encoded
 
 
 def _encode_end_of_rib(msg: EndOfRib) -> bytes:
     if (msg.afi, msg.safi) == (1, 1):
         return _EOR_IPV4_BYTES  # RFC 4724 §2: the empty UPDATE
-    return EOR(AFI.create(msg.afi), SAFI.create(msg.safi)).message()
+    encoded: bytes = EOR(AFI.create(msg.afi), SAFI.create(msg.safi)).message()
+    return encoded
 
 
-_ENCODERS = {
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
     Open: _encode_open,
     Notification: _encode_notification,
     RouteRefresh: _encode_route_refresh,
@@ -814,9 +866,11 @@ def _encode_update(msg: Update, negotiated: Negotiated) -> bytes:
     add_path = negotiated.add_path_send
     withdrawn = _prefix_field(msg.withdrawn, msg.withdrawn_path_ids, add_path)
     nlri = _prefix_field(msg.nlri, msg.nlri_path_ids, add_path)
-    if msg.nlri and msg.attrs is None:
-        raise ValueError("an UPDATE with NLRI needs attrs")
-    block = attribute_block(msg.attrs, negotiated) if msg.nlri else b""
+    block = b""
+    if msg.nlri:
+        if msg.attrs is None:
+            raise ValueError("an UPDATE with NLRI needs attrs")
+        block = attribute_block(msg.attrs, negotiated)
     encoded = _update_message(withdrawn, block, nlri)
     if len(encoded) > MAX_MESSAGE_LEN:
         raise ValueError(f"UPDATE of {len(encoded)} bytes exceeds {MAX_MESSAGE_LEN}; use encode_updates")
@@ -827,7 +881,7 @@ def _prefix_field(networks: Sequence[IPv4Network], path_ids: Sequence[int], add_
     if not add_path:
         return b"".join(map(_prefix_bytes, networks))
     ids = path_ids or (0,) * len(networks)
-    return b"".join(_U32.pack(path_id) + _prefix_bytes(net) for net, path_id in zip(networks, ids))
+    return b"".join(_U32.pack(path_id) + _prefix_bytes(net) for net, path_id in zip(networks, ids, strict=True))
 
 
 def _prefix_bytes(network: IPv4Network) -> bytes:
@@ -863,7 +917,7 @@ def _attribute_block(attrs: PathAttrs, key: _ExaKey) -> bytes:
     an AS > 65535 becomes AS_TRANS in AS_PATH plus an AS4_PATH (RFC 6793 §4.2.2), moved here
     to its type-code place (RFC 4271 §5: ascending order SHOULD be used)."""
     exa = _exa_attributes(attrs)
-    packed = exa.pack(_exa_negotiated(key))
+    packed: bytes = exa.pack(_exa_negotiated(key))
     if not key[0] and any(asn > 0xFFFF for asn in attrs.as_path):
         packed = b"".join(a.whole for _, a in sorted(_walk_attributes(packed), key=lambda item: item[0]))
     return packed
@@ -890,7 +944,7 @@ def _exa_attributes(attrs: PathAttrs) -> Attributes:
 
 
 def _split_communities(communities: Sequence[str]) -> tuple[list[bytes], list[bytes]]:
-    """"a:b" -> RFC 1997 COMMUNITIES, "a:b:c" -> RFC 8092 LARGE_COMMUNITY, order kept."""
+    """ "a:b" -> RFC 1997 COMMUNITIES, "a:b:c" -> RFC 8092 LARGE_COMMUNITY, order kept."""
     standard: list[bytes] = []
     large: list[bytes] = []
     for text in communities:
@@ -919,7 +973,9 @@ def encode_updates(
     `announce` order; prefixes keep their order. With ADD-PATH send negotiated every prefix
     carries a Path Identifier (RFC 7911 §3): `path_id` as a fixed id for all, or a mapping
     prefix -> id (KeyError for a prefix it lacks). Without ADD-PATH `path_id` is ignored.
-    A prefix announced with two ids at once needs two calls (or `encode(Update(...))`).
+    BIRD 2 sends its route-source id (one per originating protocol or peer, the same for all
+    their routes), so one fixed id per source matches it. A prefix announced with two ids at
+    once needs two calls (or `encode(Update(...))`).
     """
     add_path = negotiated.add_path_send
     encoded: list[bytes] = []

@@ -14,7 +14,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from meshsim.bgp.types import Origin, PathAttrs  # noqa: F401  (was meshsim.bgptypes)
+from meshsim.bgp.types import Origin, PathAttrs  # re-exported (the brief's meshsim.bgptypes moved here)
+
+__all__ = [
+    "ADD_PATH_BOTH",
+    "ADD_PATH_RECEIVE",
+    "ADD_PATH_SEND",
+    "AS_TRANS",
+    "BGP_VERSION",
+    "Capabilities",
+    "EndOfRib",
+    "GracefulRestart",
+    "Keepalive",
+    "Message",
+    "Negotiated",
+    "Notification",
+    "Open",
+    "Origin",
+    "PathAttrs",
+    "RouteRefresh",
+    "Update",
+    "check_open",
+    "negotiate",
+]
 
 BGP_VERSION = 4  # RFC 4271 §4.2
 AS_TRANS = 23456  # RFC 6793 §9

@@ -9,7 +9,7 @@ reflection, eBGP attribute rewriting). Pure: stdlib and meshsim.bgp.types/rib on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from meshsim.bgp.types import PathAttrs
@@ -39,6 +39,9 @@ class ExportContext:
     """IP pools that are neither `disabled` nor `disableBGPExport`."""
     affine_blocks: tuple[IPv4Network, ...] = ()
     """Our own (confirmed) affine blocks: what `calico_aggr()` is rendered from."""
+
+    filter_cache: dict[IPv4Network, tuple[bool, str]] = field(default_factory=dict, compare=False, repr=False)
+    """calico_filter() results for this context (they depend on the prefix and the context only)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exportable_pools", tuple(self.exportable_pools))
@@ -111,7 +114,15 @@ def calico_filter(prefix: IPv4Network, ctx: ExportContext) -> tuple[bool, str]:
 
     Pools are checked first (`reject_disabled_pools()` plus the final `reject` for a
     prefix in no pool), so an affine block of a deleted pool is not exported either.
+    Memoised per context: a route reflector asks it once per client for the same prefix.
     """
+    cached = ctx.filter_cache.get(prefix)
+    if cached is None:
+        cached = ctx.filter_cache[prefix] = _calico_filter(prefix, ctx)
+    return cached
+
+
+def _calico_filter(prefix: IPv4Network, ctx: ExportContext) -> tuple[bool, str]:
     # reject_disabled_pools(); and the closing `reject` after `if net ~ POOL then accept`.
     pool = next((p for p in ctx.exportable_pools if prefix.subnet_of(p)), None)
     if pool is None:
@@ -155,19 +166,25 @@ def _reflect(path: Path, ctx: ExportContext) -> PathAttrs:
     )
 
 
-def export_decision(path: Path, to: PeerInfo, ctx: ExportContext) -> ExportDecision:
-    """What to send `to` for best path `path`: the whole export rule set in one place."""
+def export_decision(path: Path, to: PeerInfo, ctx: ExportContext,
+                    memo: dict[str, PathAttrs] | None = None) -> ExportDecision:
+    """What to send `to` for best path `path`: the whole export rule set in one place. `memo`: a dict the
+    caller keeps while it exports one path to many peers (the reflected attributes are the same for all)."""
     source = path.source
     # 1. Never advertise a path back to the neighbour it came from (BIRD bgp_preexport).
     if source is not None and source.name == to.name:
         return ExportDecision(None, f"learned from {to.name}: not sent back")
 
+    to_ebgp = _is_ebgp(to, ctx)
+    if source is not None and not to_ebgp and not _is_ebgp(source, ctx) and ctx.cluster_id is None:
+        # 4. RFC 4271 §9.2: routes learned from an internal peer are not re-advertised to other internal
+        # peers (iBGP split horizon) unless we are a route reflector. (Checked first: it is the common case.)
+        return ExportDecision(None, "iBGP-learned, not a route reflector: split horizon (RFC 4271 §9.2)")
+
     # 2. Calico's export filter.
     ok, why = calico_filter(path.prefix, ctx)
     if not ok:
         return ExportDecision(None, why)
-
-    to_ebgp = _is_ebgp(to, ctx)
 
     # 3. Locally originated: to every peer, next hop self (RFC 4271 §5.1.3).
     if source is None:
@@ -184,22 +201,22 @@ def export_decision(path: Path, to: PeerInfo, ctx: ExportContext) -> ExportDecis
         # (RFC 4271 §5.1.3 1; LOCAL_PREF already set on import, §5.1.5).
         return ExportDecision(path.attrs, f"{why}; eBGP-learned to iBGP")
 
-    # From here on: learned over iBGP, going to an iBGP peer.
-    if ctx.cluster_id is None:
-        # 4. RFC 4271 §9.2: routes learned from an internal peer are not re-advertised
-        # to other internal peers (iBGP split horizon) unless we are a route reflector.
-        return ExportDecision(None, "iBGP-learned, not a route reflector: split horizon (RFC 4271 §9.2)")
-
+    # From here on: learned over iBGP, going to an iBGP peer, and we are a route reflector.
     # 5. Route reflection, RFC 4456 §8.
-    if source.rr_client:
-        # From a client: reflect to all peers, clients and non-clients, except the source.
-        return ExportDecision(_reflect(path, ctx), f"{why}; reflected from client {source.name} (RFC 4456 §8)")
-    if to.rr_client:
+    if source.rr_client or to.rr_client:
+        reflected = memo.get("reflect") if memo is not None else None
+        if reflected is None:
+            reflected = _reflect(path, ctx)
+            if memo is not None:
+                memo["reflect"] = reflected
+        if source.rr_client:
+            # From a client: reflect to all peers, clients and non-clients, except the source.
+            return ExportDecision(reflected, f"{why}; reflected from client {source.name} (RFC 4456 §8)")
         # From a non-client iBGP peer: reflect to clients only.
-        return ExportDecision(_reflect(path, ctx), f"{why}; reflected from non-client to client (RFC 4456 §8)")
+        return ExportDecision(reflected, f"{why}; reflected from non-client to client (RFC 4456 §8)")
     return ExportDecision(None, "from a non-client, not reflected to a non-client (RFC 4456 §8)")
 
 
-def export(path: Path, to: PeerInfo, ctx: ExportContext) -> PathAttrs | None:
+def export(path: Path, to: PeerInfo, ctx: ExportContext, memo: dict[str, PathAttrs] | None = None) -> PathAttrs | None:
     """Attributes to send `to` for best path `path`, or None if it must not be sent."""
-    return export_decision(path, to, ctx).attrs
+    return export_decision(path, to, ctx, memo).attrs

@@ -413,14 +413,16 @@ class Speaker:
         if self._held:
             return []
         out: list[Output] = []
+        memo: dict[str, PathAttrs] = {}  # one best path going to many peers: reflect it once
         for state in self._up:
-            out += self._sync_peer(state, prefix)
+            out += self._sync_peer(state, prefix, memo)
         return out
 
-    def _sync_peer(self, state: _PeerState, prefix: IPv4Network) -> list[Output]:
+    def _sync_peer(self, state: _PeerState, prefix: IPv4Network,
+                   memo: dict[str, PathAttrs] | None = None) -> list[Output]:
         """Bring one peer's Adj-RIB-Out for `prefix` in line with the current best path."""
         best = self._locrib.best(prefix)
-        wanted = export(best[0], state.info, self._ctx) if best else None
+        wanted = export(best[0], state.info, self._ctx, memo) if best else None
         sent = state.rib_out.get(prefix)
         if wanted == sent:
             return []
@@ -508,6 +510,13 @@ class Speaker:
 
     def counters(self) -> dict[str, PeerCounters]:
         return {name: replace(self._peers[name].counters) for name in sorted(self._peers)}
+
+    def peer_counters(self, peer_name: str) -> PeerCounters:
+        """The live counters of one peer (read them, do not keep them)."""
+        return self._state(peer_name).counters
+
+    def stale_count(self, peer_name: str) -> int:
+        return len(self._state(peer_name).stale)
 
     def stale(self, peer_name: str) -> frozenset[IPv4Network]:
         """The prefixes of `peer_name` kept as stale (graceful restart), empty when none."""

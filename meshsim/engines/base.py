@@ -104,6 +104,10 @@ class Engine(Protocol):
 
     def counters(self) -> dict[str, PeerCounts]: ...
 
+    def brief(self) -> tuple[dict[str, list], dict[str, Any]]:
+        """{session: [state, established_at, stale routes, flaps]} and the counter totals, cheaply: a runner
+        follows these on every change."""
+
     async def rib(self) -> dict[str, Any]:
         """Adj-RIB-In per peer, Loc-RIB with best-path reasons, Adj-RIB-Out per peer."""
 

@@ -179,11 +179,7 @@ class WorkerFabric(FabricBase):
         assert w.proc is not None and w.proc.stdout is not None
         stream = w.proc.stdout
         while True:
-            try:
-                line = await stream.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                line = await stream.read(1 << 20)
-                continue
+            line = await stream.readline()
             if not line:
                 break
             try:

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 
+LINE_LIMIT = 64 << 20  # a worker's state line for hundreds of nodes can be long
+
+
 async def spawn(argv: Sequence[str], *, stdin: Any = asyncio.subprocess.DEVNULL, stdout: Any = None,
                 stderr: Any = None, env: dict[str, str] | None = None, cwd: str | None = None) -> asyncio.subprocess.Process:
     """Start `argv` in a session of its own (so a terminal's Ctrl-C reaches the runner only, and the whole
     group can be signalled)."""
     return await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
-                                                start_new_session=True)
+                                                start_new_session=True, limit=LINE_LIMIT)
 
 
 def signal_group(pid: int | None, sig: int) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from meshsim.engines.bird import confd as bird
-from meshsim.agent.birdnode import since_timestamp
+from meshsim.engines.bird.control import since_timestamp
 from meshsim.engines.bird.confd import BirdBlock, bird_input, render
 from meshsim.model.cluster import Cluster
 from meshsim.agent.config import node_configs

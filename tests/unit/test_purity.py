@@ -24,6 +24,9 @@ PURE_MODULES = ("meshsim.errors", "meshsim.report.metrics", "meshsim.report.cali
 FORBIDDEN = {"asyncio", "socket", "subprocess", "time", "datetime", "threading", "multiprocessing", "selectors",
              "signal", "uvloop", "structlog", "logging", "os", "shutil", "tempfile"}
 CODEC = "meshsim.bgp.codec"
+ALLOWED = {CODEC: {"os"}}
+"""The codec hides the user's `exabgp*` environment variables while ExaBGP imports (so ExaBGP never reads
+them), which needs os.environ; it does no I/O with it."""
 
 
 def module_name(path: Path) -> str:
@@ -82,7 +85,8 @@ def test_pure_module_imports_no_io_no_clock_and_no_adapter(module):
     path = modules[module]
     for imported, line in imports_of(path):
         root = imported.split(".")[0]
-        assert root not in FORBIDDEN, f"{module} imports {imported} (line {line}): pure code does no I/O"
+        assert root not in FORBIDDEN - ALLOWED.get(module, set()), \
+            f"{module} imports {imported} (line {line}): pure code does no I/O"
         if root == "exabgp":
             assert module == CODEC, f"{module} imports exabgp (line {line}): only {CODEC} may"
         if root == "meshsim" and imported in modules:

@@ -359,6 +359,16 @@ class BirdEngine:
                                    passive=p.passive, rr_client=p.rr_client))
         return out
 
+    def brief(self) -> tuple[dict[str, list], dict[str, Any]]:
+        """Sessions and counter totals in the shape a runner follows (see NativeEngine.brief)."""
+        sessions = {s.name: [s.state, s.established_at, s.stale_routes, s.flaps] for s in self.sessions()}
+        counts = self.counters().values()
+        totals: dict[str, Any] = {k: sum(getattr(c, k) for c in counts) for k in
+                                  ("updates_sent", "updates_received", "withdrawals_sent", "withdrawals_received",
+                                   "flaps")}
+        totals["messages_sent"], totals["messages_received"] = {}, {}
+        return sessions, totals
+
     def counters(self) -> dict[str, PeerCounts]:
         out = {}
         for p in self.config.peers:

@@ -328,6 +328,31 @@ class NativeEngine:
                                    stale_routes=len(speaker.stale(p.name))))
         return out
 
+    def brief(self) -> tuple[dict[str, list], dict[str, Any]]:
+        """Sessions as {name: [state, established_at, stale routes, flaps]} and the counter totals: what a
+        runner follows, computed without building the full views (it runs on every change)."""
+        sessions: dict[str, list] = {}
+        totals = dict.fromkeys(("updates_sent", "updates_received", "withdrawals_sent", "withdrawals_received"), 0)
+        sent: dict[str, int] = {}
+        received: dict[str, int] = {}
+        flaps = 0
+        for name, peer in self.router.peers.items():
+            s = peer.session
+            f = self.flaps.get(name, 0)
+            flaps += f
+            stale = self.router.speaker.stale_count(name)
+            sessions[name] = [s.state.value, s.since if s.state is fsm.ProtoState.UP else None, stale, f]
+            c = self.router.speaker.peer_counters(name)
+            totals["updates_sent"] += c.updates_sent
+            totals["updates_received"] += c.updates_received
+            totals["withdrawals_sent"] += c.withdrawals_sent
+            totals["withdrawals_received"] += c.withdrawals_received
+            for kind, n in s.counters.messages_out.items():
+                sent[kind] = sent.get(kind, 0) + n
+            for kind, n in s.counters.messages_in.items():
+                received[kind] = received.get(kind, 0) + n
+        return sessions, {**totals, "flaps": flaps, "messages_sent": sent, "messages_received": received}
+
     def counters(self) -> dict[str, PeerCounts]:
         out = {}
         routes = self.router.speaker.counters()

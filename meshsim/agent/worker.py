@@ -277,6 +277,8 @@ async def _amain() -> int:
 def run_loop(coro: Any) -> int:
     """asyncio on uvloop when it is installed (2.4x faster for thousands of sessions, exabgp.md)."""
     try:
+        if os.environ.get("MESHSIM_UVLOOP", "1") == "0":
+            raise ImportError
         import uvloop
     except ImportError:
         return asyncio.run(coro)
@@ -284,6 +286,9 @@ def run_loop(coro: Any) -> int:
 
 
 def main(args: Any = None) -> int:
+    import faulthandler
+
+    faulthandler.enable()  # a crash in C (the event loop, the kernel) leaves its Python stack in the worker log
     die_with_parent()
     configure(getattr(args, "log_level", None) or "warning", json=True)
     profile = os.environ.get("MESHSIM_PROFILE_DIR")  # developers: a cProfile dump per worker

@@ -453,6 +453,7 @@ class Session:
         self.state = ProtoState.DOWN
         self.started = False
         self.startup_at = None
+        self.startup_delay = 0.0  # bgp_shutdown: an administrative stop or restart forgets the error wait
         self.since = now
         if was_up:
             out.append(Down(notification_text(6, subcode), graceful=False))
@@ -718,8 +719,14 @@ class Session:
         c.negotiated = negotiate(c.local_open, peer)
         hold = float(c.negotiated.hold_time)
         c.hold_time = hold
-        ka = self.config.timers.keepalive_time
-        c.keepalive_time = (min(ka, hold / 3) if ka else hold / 3) if hold > 0 else 0.0
+        t = self.config.timers
+        if hold <= 0:
+            c.keepalive_time = 0.0
+        elif t.keepalive_time:
+            # BIRD 2 bgp_rx_open(): a configured keepalive scales with the negotiated hold, at least 1 s.
+            c.keepalive_time = max(1.0, t.keepalive_time * hold / t.hold_time) if t.hold_time else t.keepalive_time
+        else:
+            c.keepalive_time = hold / 3  # RFC 4271 §10: a third of the hold time
         c.state = ConnState.OPENCONFIRM
         self._send(c, Keepalive(), now, out)
         c.hold_at = now + jittered(hold, self._rng) if hold > 0 else None

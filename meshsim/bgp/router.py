@@ -146,13 +146,12 @@ class Router:
         self._by_address: dict[IPv4Address, str] = {}
         self._by_conn: dict[int, str] = {}
         self._heap: list[tuple[float, str]] = []
+        self._dirty: set[str] = set()  # peers with something pending (UPDATEs or End-of-RIB)
         self.running = False
         self.recovering = restarting
         self.recovery_deadline: float | None = now + restart_wait if restarting else None
         self.recovery_reason = ""
         self.messages_rejected = 0
-        if restarting:
-            self.speaker.hold_exports()
         self._set_peers(list(peers), now, [])
 
     # -- identifiers ------------------------------------------------------------------------------------
@@ -263,7 +262,7 @@ class Router:
 
     @property
     def has_pending(self) -> bool:
-        return any(p.pending or (p.eor_due and p.session.negotiated is not None) for p in self.peers.values())
+        return bool(self._dirty)
 
     # -- timers -------------------------------------------------------------------------------------------------
 
@@ -313,17 +312,22 @@ class Router:
                 case fsm.Established(negotiated=neg, peer_open=peer_open):
                     peer.pending.clear()
                     peer.eor_due = True
+                    self._dirty.add(name)
                     gr = peer_open.capabilities.graceful_restart
                     out.append(SessionUp(name, neg.hold_time, gr is not None))
+                    # BIRD: exports to a graceful-restart peer wait for the end of our recovery; a peer without
+                    # graceful restart, or restarting itself, is not waited for (its lock goes at once).
+                    self._speaker(self.speaker.handle(PeerUp(name, defer=self.recovering and gr is not None), now),
+                                  now, out)
                     if self.recovering and (gr is None or gr.restart_state):
-                        # BIRD: a peer without graceful restart, or restarting itself, is not waited for.
                         self._peer_recovered(name, now, out)
-                    self._speaker(self.speaker.handle(PeerUp(name), now), now, out)
                 case fsm.Down(reason=reason, graceful=graceful):
                     peer.pending.clear()
                     peer.eor_due = False
                     out.append(SessionDown(name, reason, graceful))
                     self._speaker(self.speaker.handle(PeerDown(name, reason, graceful), now), now, out)
+                    if self.recovering and not graceful:
+                        self._peer_recovered(name, now, out)  # BIRD: a protocol that went down holds no lock
                 case fsm.Received(message=msg):
                     self._received(name, msg, now, out)
                 case fsm.StaleFlush():
@@ -344,6 +348,7 @@ class Router:
                     self._peer_recovered(name, now, out)
             case RouteRefresh():
                 self.peers[name].eor_due = True
+                self._dirty.add(name)
                 self._speaker(self.speaker.handle(RefreshRequested(name), now), now, out)
 
     # -- our own restart (bird -R) ------------------------------------------------------------------------------
@@ -371,8 +376,10 @@ class Router:
             match o:
                 case Announce(peer=name, prefix=prefix, attrs=attrs):
                     self.peers[name].pending[prefix] = attrs
+                    self._dirty.add(name)
                 case Withdraw(peer=name, prefix=prefix):
                     self.peers[name].pending[prefix] = None
+                    self._dirty.add(name)
                 case BestChanged():
                     out.append(o)
                 case Dropped():
@@ -382,13 +389,18 @@ class Router:
         """Send every peer its pending changes: withdrawals packed, then each attribute set's prefixes packed;
         End-of-RIB after the first advertisement of a session (unless exports are held back)."""
         cache: dict[tuple, list[bytes]] = {}
-        for name in sorted(self.peers):
-            peer = self.peers[name]
+        dirty, self._dirty = self._dirty, set()
+        for name in sorted(dirty):
+            peer = self.peers.get(name)
+            if peer is None:
+                continue
             neg = peer.session.negotiated
             if neg is None or (not peer.pending and not peer.eor_due):
                 continue
-            if self.speaker.exports_held and not peer.pending:
-                continue  # End-of-RIB only once we advertise (RFC 4724 §4.1)
+            held = self.speaker.deferred(name)
+            if held and not peer.pending:
+                self._dirty.add(name)  # End-of-RIB only once we advertise (RFC 4724 §4.1)
+                continue
             withdraw = tuple(p for p, a in peer.pending.items() if a is None)
             groups: dict[PathAttrs, list[IPv4Network]] = {}
             for prefix, attrs in peer.pending.items():
@@ -399,7 +411,7 @@ class Router:
             msgs = cache.get(key)
             if msgs is None:
                 msgs = cache[key] = codec.encode_updates(groups, withdraw, neg, path_id=1) if (withdraw or groups) else []
-            if peer.eor_due and not self.speaker.exports_held:
+            if peer.eor_due and not held:
                 msgs = [*msgs, codec.encode(EndOfRib(), neg)]
                 peer.eor_due = False
             for action in peer.session.send_updates(msgs, now):

@@ -69,9 +69,11 @@ class SpeakerConfig:
 
 @dataclass(frozen=True)
 class PeerUp:
-    """The session with configured peer `peer` reached Established."""
+    """The session with configured peer `peer` reached Established. `defer`: send it nothing until
+    `release_exports()` (we recover from a restart and it speaks graceful restart, RFC 4724 §4.1)."""
 
     peer: str
+    defer: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ class _PeerState:
     counters: PeerCounters = field(default_factory=PeerCounters)
     stale: set[IPv4Network] = field(default_factory=set)
     """Prefixes of `rib_in` kept from a session that went down gracefully, not re-announced yet."""
+    deferred: bool = False
+    """Exports to this peer wait for the end of our graceful-restart recovery."""
 
     def __post_init__(self) -> None:
         self.rib_in = AdjRibIn(self.info)
@@ -211,7 +215,8 @@ class Speaker:
         self._locrib = LocRib(config.local_as)
         self._originated: frozenset[IPv4Network] = frozenset()
         self._up: list[_PeerState] = []  # established peers, by name (the export fan-out)
-        self._held = False  # exports held back while the node recovers from a restart
+        self._ebgp_up: list[_PeerState] = []
+        self._out_count: dict[IPv4Network, int] = {}  # prefix -> how many Adj-RIBs-Out hold it
         for peer in peers:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
@@ -259,8 +264,8 @@ class Speaker:
 
     def handle(self, event: Event, now: float) -> list[Output]:
         match event:
-            case PeerUp(peer=name):
-                return self._peer_up(name, now)
+            case PeerUp(peer=name, defer=defer):
+                return self._peer_up(name, now, defer)
             case PeerDown(peer=name, graceful=graceful):
                 return self._peer_down(name, graceful)
             case RouteReceived(peer=name, prefix=prefix, attrs=attrs):
@@ -276,7 +281,7 @@ class Speaker:
             case _:
                 raise TypeError(f"not a speaker event: {event!r}")
 
-    def _peer_up(self, name: str, now: float) -> list[Output]:
+    def _peer_up(self, name: str, now: float, defer: bool = False) -> list[Output]:
         state = self._peers.get(name)
         if state is None:
             return []
@@ -285,10 +290,11 @@ class Speaker:
             # A second PeerUp means the adapter saw a new session: reset the old one.
             out += self._peer_down(name, graceful=False)
         state.established_since = now
-        state.rib_out.clear()
+        state.deferred = defer
+        self._clear_out(state)
         self._refresh_up()
         # Send the new peer everything export() allows from the Loc-RIB best paths.
-        if not self._held:
+        if not defer:
             for prefix in self._locrib.prefixes():
                 out += self._sync_peer(state, prefix)
         return out
@@ -298,7 +304,7 @@ class Speaker:
         if state is None or not state.established:
             return []
         state.established_since = None
-        state.rib_out.clear()  # the session is gone, and with it what it was told
+        self._clear_out(state)  # the session is gone, and with it what it was told
         self._refresh_up()
         if graceful:
             # RFC 4724 §4.2 (BIRD bgp_handle_graceful_restart: rt_refresh_begin): keep the paths, stale.
@@ -325,9 +331,9 @@ class Speaker:
     def _refresh(self, name: str) -> list[Output]:
         """RFC 2918: re-advertise the whole Adj-RIB-Out to the peer."""
         state = self._peers.get(name)
-        if state is None or not state.established or self._held:
+        if state is None or not state.established or state.deferred:
             return []
-        state.rib_out.clear()
+        self._clear_out(state)
         out: list[Output] = []
         for prefix in self._locrib.prefixes():
             out += self._sync_peer(state, prefix)
@@ -335,28 +341,33 @@ class Speaker:
 
     def _refresh_up(self) -> None:
         self._up = [self._peers[n] for n in sorted(self._peers) if self._peers[n].established]
+        self._ebgp_up = [s for s in self._up if s.info.asn != self._config.local_as]
+
+    def _clear_out(self, state: _PeerState) -> None:
+        for prefix in state.rib_out:
+            n = self._out_count.get(prefix, 0) - 1
+            if n > 0:
+                self._out_count[prefix] = n
+            else:
+                self._out_count.pop(prefix, None)
+        state.rib_out.clear()
 
     # -- graceful restart of this node (bird -R) ---------------------------------------------------
 
-    def hold_exports(self) -> None:
-        """Send nothing until `release_exports()` (RFC 4724 §4.1: a restarting speaker defers its
-        advertisements until it has the routes of its peers)."""
-        self._held = True
-
     def release_exports(self) -> list[Output]:
-        """End of the restart: send every established peer what export() allows."""
-        if not self._held:
-            return []
-        self._held = False
+        """End of our restart recovery: send every deferred peer what export() allows (RFC 4724 §4.1: a
+        restarting speaker defers its advertisements until it has the routes of its peers)."""
         out: list[Output] = []
         for state in self._up:
-            for prefix in self._locrib.prefixes():
-                out += self._sync_peer(state, prefix)
+            if state.deferred:
+                state.deferred = False
+                for prefix in self._locrib.prefixes():
+                    out += self._sync_peer(state, prefix)
         return out
 
-    @property
-    def exports_held(self) -> bool:
-        return self._held
+    def deferred(self, peer_name: str) -> bool:
+        state = self._peers.get(peer_name)
+        return state is not None and state.deferred
 
     def _route_received(self, name: str, prefix: IPv4Network, attrs: PathAttrs) -> list[Output]:
         state = self._peers.get(name)
@@ -410,12 +421,19 @@ class Speaker:
         return out
 
     def _sync_prefix(self, prefix: IPv4Network) -> list[Output]:
-        if self._held:
-            return []
         out: list[Output] = []
         memo: dict[str, PathAttrs] = {}  # one best path going to many peers: reflect it once
-        for state in self._up:
-            out += self._sync_peer(state, prefix, memo)
+        targets = self._up
+        best = self._locrib.best(prefix)
+        source = best[0].source if best else None
+        if source is not None and self._ctx.cluster_id is None and source.asn == self._config.local_as \
+                and not self._out_count.get(prefix):
+            # iBGP split horizon (RFC 4271 §9.2): an iBGP-learned best path goes to no iBGP peer, and no
+            # Adj-RIB-Out holds this prefix to withdraw: only eBGP peers need a look.
+            targets = self._ebgp_up
+        for state in targets:
+            if not state.deferred:
+                out += self._sync_peer(state, prefix, memo)
         return out
 
     def _sync_peer(self, state: _PeerState, prefix: IPv4Network,
@@ -429,8 +447,15 @@ class Speaker:
         name = state.info.name
         if wanted is None:
             del state.rib_out[prefix]
+            n = self._out_count.get(prefix, 0) - 1
+            if n > 0:
+                self._out_count[prefix] = n
+            else:
+                self._out_count.pop(prefix, None)
             state.counters.withdrawals_sent += 1
             return [Withdraw(name, prefix)]
+        if sent is None:
+            self._out_count[prefix] = self._out_count.get(prefix, 0) + 1
         state.rib_out[prefix] = wanted
         state.counters.updates_sent += 1
         return [Announce(name, prefix, wanted)]

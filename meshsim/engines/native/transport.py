@@ -56,6 +56,16 @@ class _Conn(asyncio.Protocol):
         self.owner._lost(self, exc)
 
 
+def _abandoned(sock: socket.socket) -> bool:
+    """An accepted connection whose peer already closed it (EOF or reset waiting, no data before it)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+
+
 def _strerror(exc: BaseException | None) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
         return os.strerror(exc.errno)
@@ -105,6 +115,12 @@ class BgpTransport:
             except OSError:
                 return
             sock.setblocking(False)
+            if _abandoned(sock):
+                # The peer closed this dial before we got to it (it kept its other connection to us):
+                # BIRD's accept would see it open and take it for a restarting peer; only its speed keeps
+                # that window too small to matter, ours would not. A closed dial is nobody's restart.
+                sock.close()
+                continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(self, self.new_conn_id(), incoming=True, peer=IPv4Address(host))
             self._loop.create_task(self._wrap(conn, sock))
@@ -112,8 +128,8 @@ class BgpTransport:
     async def _wrap(self, conn: _Conn, sock: socket.socket) -> None:
         try:
             await self._loop.connect_accepted_socket(lambda: conn, sock)
-        except OSError:
-            sock.close()
+        except (OSError, asyncio.CancelledError):
+            self._release(conn, sock)
 
     # -- connecting --------------------------------------------------------------------------------
     def open(self, conn_id: int, address: IPv4Address, port: int) -> None:
@@ -129,19 +145,39 @@ class BgpTransport:
         self.connecting[conn_id] = (task, sock)
 
     async def _connect(self, conn_id: int, sock: socket.socket, address: IPv4Address, port: int) -> None:
+        """Connect, then hand the socket to a transport. Once the transport exists it owns the socket: a
+        cancellation that lands just after (the router gave up on the attempt) closes the transport, never
+        the socket under it."""
+        conn = _Conn(self, conn_id, incoming=False, peer=address)
         try:
             await self._loop.sock_connect(sock, (str(address), port))
-            conn = _Conn(self, conn_id, incoming=False, peer=address)
             await self._loop.create_connection(lambda: conn, sock=sock)
         except asyncio.CancelledError:
-            sock.close()
+            self._release(conn, sock)
             raise
         except OSError as exc:
-            sock.close()
+            self._release(conn, sock)
             self.connecting.pop(conn_id, None)
             self._feed(fsm.TcpFailed(conn_id, _strerror(exc)))
             return
         self.connecting.pop(conn_id, None)
+
+    @staticmethod
+    def _release(conn: _Conn, sock: socket.socket) -> None:
+        if conn.transport is not None:
+            conn.transport.close()
+        else:
+            sock.close()
+
+    def _cancel_connect(self, conn_id: int) -> None:
+        pending = self.connecting.pop(conn_id, None)
+        if pending is None:
+            return
+        task, sock = pending
+        if not task.cancel():
+            return
+        # a task cancelled before its first step never runs its cleanup: close the socket then
+        task.add_done_callback(lambda t: sock.close() if t.cancelled() and sock.fileno() != -1 else None)
 
     # -- callbacks from connections --------------------------------------------------------------------
     def _made(self, conn: _Conn) -> None:
@@ -172,11 +208,7 @@ class BgpTransport:
             conn.transport.write(data)
 
     def close(self, conn_id: int) -> None:
-        pending = self.connecting.pop(conn_id, None)
-        if pending is not None:
-            task, sock = pending
-            task.cancel()
-            sock.close()
+        self._cancel_connect(conn_id)
         conn = self.conns.pop(conn_id, None)  # forgotten first: the router already knows it is closed
         if conn is not None and conn.transport is not None:
             conn.transport.close()
@@ -190,9 +222,8 @@ class BgpTransport:
         for conn in self.conns.values():
             if conn.transport is not None:
                 conn.transport.pause_reading()
-        for task, _sock in self.connecting.values():
-            task.cancel()
-        self.connecting.clear()
+        for conn_id in list(self.connecting):
+            self._cancel_connect(conn_id)
 
     def reset(self) -> None:
         """SIGKILL: RST on every connection, the listening socket gone."""
@@ -213,10 +244,8 @@ class BgpTransport:
 
     def close_all(self) -> None:
         """Close whatever is left (connections not closed by the router, the listener)."""
-        for task, sock in self.connecting.values():
-            task.cancel()
-            sock.close()
-        self.connecting.clear()
+        for conn_id in list(self.connecting):
+            self._cancel_connect(conn_id)
         for conn in list(self.conns.values()):
             if conn.transport is not None:
                 conn.transport.close()

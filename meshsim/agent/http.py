@@ -47,8 +47,8 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import os
 import secrets
-import sysconfig
 from contextlib import suppress
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterable, NoReturn
@@ -69,7 +69,7 @@ LINGER = 1.0  # after an early reply, seconds spent discarding what the client s
 CHUNK = 64 << 10
 METHODS = (b"GET", b"POST")
 _MESSAGE_LIMIT = 300  # characters of an error message echoed back
-_LIBRARY = (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
+_LIBRARY = (os.path.dirname(os.path.dirname(json.__file__)), os.path.dirname(os.path.dirname(h11.__file__)))
 _LOG = structlog.get_logger(component="http")  # lazy: follows a later meshsim.logs.configure()
 
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import h11
 import pytest
+import uvloop
 import structlog
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -40,10 +41,11 @@ class Reply:
 
 @dataclass
 class ServerThread:
-    """A `serve` listener on 127.0.0.1 with its own loop in a thread. Its handler echoes the request (or does what
+    """A `serve` listener on 127.0.0.1 with its own loop (asyncio's or uvloop) in a thread. Its handler echoes the request (or does what
     the path asks: /boom raises, /sleep/S waits S seconds, /missing raises HttpError 404) and records each call."""
 
     kwargs: dict[str, Any] = field(default_factory=dict)
+    loop_kind: str = "asyncio"  # or "uvloop", which the worker processes run on
     calls: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     loop_errors: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
@@ -63,7 +65,7 @@ class ServerThread:
         return 200, {"method": method, "path": path, "query": query, "body": body}
 
     def __enter__(self) -> "ServerThread":
-        self.loop = asyncio.new_event_loop()
+        self.loop = uvloop.new_event_loop() if self.loop_kind == "uvloop" else asyncio.new_event_loop()
         self.loop.set_exception_handler(lambda loop, context: self.loop_errors.append(context))
         started = threading.Event()
 
@@ -95,9 +97,9 @@ class ServerThread:
         assert not self.loop_errors, self.loop_errors
 
 
-@pytest.fixture
-def srv() -> Iterator[ServerThread]:
-    with ServerThread(kwargs={"deadline": 1.0}) as s:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def srv(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    with ServerThread(kwargs={"deadline": 1.0}, loop_kind=request.param) as s:
         yield s
 
 
@@ -595,9 +597,9 @@ async def test_serve_refuses_a_token_that_cannot_travel_in_a_header(token: str) 
 
 # -- generated garbage -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def shared() -> Iterator[ServerThread]:
-    with ServerThread(kwargs={"deadline": 2.0}) as s:
+@pytest.fixture(scope="module", params=["asyncio", "uvloop"])
+def shared(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    with ServerThread(kwargs={"deadline": 2.0}, loop_kind=request.param) as s:
         yield s
 
 

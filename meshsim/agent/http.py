@@ -21,7 +21,7 @@ connection or a traceback), in the order they are checked:
   so no web page can drive a node, whatever it guesses.
 - Every POST must carry `Authorization: Bearer <token>` (the per-run secret, compared in constant time),
   else 401; a server started with `token=None` accepts no POST at all. GETs need no token, so
-  `curl http://127.x:9179/status` keeps working; the API's GETs only read.
+  `curl http://127.x:9179/status` keeps working (so a handler must change nothing on a GET).
 - `Transfer-Encoding` -> 411 (bodies are sent with Content-Length, so a body's size is known before it is
   read and request smuggling through framing ambiguity has nothing to work with).
 - A declared body over `max_body` -> 413 before a byte of it is read.
@@ -29,7 +29,7 @@ connection or a traceback), in the order they are checked:
   CORS "simple request" type, so a browser cannot send it cross-site without a preflight (which fails).
 - The head and body must arrive within `deadline` seconds of the connection (10 s), else 408 (slowloris).
 - The body must be JSON (no NaN/Infinity) and an object, else 400. Only then is the handler called.
-- Past `max_connections` open connections (256) a new one gets 503 at once.
+- Past `max_connections` open connections (256) a new one gets 503 at once, before it is read.
 
 `MAX_BODY` (256 KiB): the largest legitimate bodies are POST /config, measured with meshsim's own model
 (`node_configs` + `nodeapi.config_body`): 103,804 bytes for a route reflector of a 2 RR + 498 node cluster,
@@ -38,6 +38,7 @@ connection or a traceback), in the order they are checked:
 
 One request per connection (the reply says `Connection: close`), which keeps both sides simple. A handler may
 await as long as it likes (the `/state` long poll waits up to 30 s); the deadline covers reading only.
+Server, client and long poll stay in one module (~450 lines) so that both ends of the wire read side by side.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import asyncio
 import hmac
 import ipaddress
 import json
+import os
 import secrets
 from contextlib import suppress
 from http import HTTPStatus
@@ -55,10 +57,8 @@ from urllib.parse import parse_qsl, urlsplit
 import h11
 import structlog
 
-from meshsim.logs import get_logger
-
 JsonObject = dict[str, Any]
-Handler = Callable[[str, str, dict[str, str], "JsonObject | None"], Awaitable[tuple[int, Any]]]
+Handler = Callable[[str, str, dict[str, str], JsonObject | None], Awaitable[tuple[int, Any]]]
 
 MAX_BODY = 256 << 10  # see the module docstring for the measurement behind it
 MAX_HEAD = 16 << 10  # request line + headers
@@ -69,12 +69,16 @@ LINGER = 1.0  # after an early reply, seconds spent discarding what the client s
 CHUNK = 64 << 10
 METHODS = (b"GET", b"POST")
 _MESSAGE_LIMIT = 300  # characters of an error message echoed back
+_LIBRARY = (os.path.dirname(os.path.dirname(json.__file__)), os.path.dirname(os.path.dirname(h11.__file__)))
+_LOG = structlog.get_logger(component="http")  # lazy: follows a later meshsim.logs.configure()
 
 
 class HttpError(Exception):
     """An HTTP error reply: `raise HttpError(404, "no peer 'x'")` answers 404 `{"error": "no peer 'x'"}`."""
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"HttpError status must be 4xx or 5xx, got {status}")
         super().__init__(message)
         self.status = status
         self.message = message[:_MESSAGE_LIMIT]
@@ -108,8 +112,9 @@ class _Exchange:
     def can_reply(self) -> bool:
         return self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
 
-    def request_done(self) -> bool:
-        return self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
+    def peer(self) -> str:
+        name = self.writer.get_extra_info("peername")
+        return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
 
     async def reply(self, status: int, data: bytes, content_type: str,
                     extra: tuple[tuple[str, str], ...] = ()) -> None:
@@ -125,11 +130,12 @@ class _Exchange:
         await self.reply(status, _json({"error": message[:_MESSAGE_LIMIT]}), "application/json", extra)
 
     async def close(self) -> None:
-        """Close; after an early reply, half-close and discard what the client still sends for a moment, so
-        that the kernel does not answer unread data with a reset that would destroy the reply in flight."""
+        """Half-close, discard what the client still sends until it closes too (at most LINGER seconds), then
+        close: a socket closed with unread data answers with a reset, which can destroy the reply in flight
+        (an early 413 or 401 while the client is still sending its body)."""
         writer = self.writer
         try:
-            if not self.request_done() and writer.can_write_eof():
+            if writer.can_write_eof():
                 writer.write_eof()
                 async with asyncio.timeout(LINGER):
                     while await self.reader.read(CHUNK):
@@ -145,7 +151,10 @@ class _Exchange:
 
 
 class _Server:
-    """The per-listener policy (token, host names, limits) and its connection count."""
+    """The per-listener policy (token, host names, limits) and its connection count (one per node listener,
+    hundreds per worker process: slots keep it small)."""
+
+    __slots__ = ("handler", "token", "hosts", "any_ip", "max_body", "max_connections", "deadline", "log", "active")
 
     def __init__(self, host: str, handler: Handler, token: str | None, names: Iterable[str], max_body: int,
                  max_connections: int, deadline: float, log: structlog.types.FilteringBoundLogger) -> None:
@@ -154,11 +163,10 @@ class _Server:
             raise ValueError("an API token must be non-empty printable ASCII without spaces")
         self.handler = handler
         self.token = None if token is None else token.encode("ascii")
-        self.hosts = {_host_name(host)} | {_host_name(n) for n in names}
         bound = _ip(host)
+        loopback = ("localhost",) if bound is not None and bound.is_loopback else ()
+        self.hosts = frozenset((_host_name(host), *loopback, *(_host_name(n) for n in names)))
         self.any_ip = host in ("", "0.0.0.0", "::") or (bound is not None and bound.is_unspecified)
-        if bound is not None and bound.is_loopback:
-            self.hosts.add("localhost")
         self.max_body = max_body
         self.max_connections = max_connections
         self.deadline = deadline
@@ -169,7 +177,7 @@ class _Server:
         ex = _Exchange(reader, writer)
         try:
             if self.active >= self.max_connections:
-                self.log.debug("http_request_rejected", status=503, reason="too many connections")
+                self.log.debug("http_request_rejected", status=503, reason="too many connections", peer=ex.peer())
                 async with asyncio.timeout(DEADLINE):
                     await ex.reply_error(503, f"busy: {self.active} connections open")
             else:
@@ -184,7 +192,7 @@ class _Server:
         except asyncio.CancelledError:  # the server is shutting down; 3.11's start_server would log a
             ex.abort()                  # cancelled connection task as an unhandled exception
         except Exception as exc:  # a bug here must not become asyncio's traceback in the node log
-            self.log.error("http_connection_failed", error=_describe(exc), where=_where(exc))
+            self.log.error("http_connection_failed", error=_describe(exc), where=_where(exc), peer=ex.peer())
             ex.abort()
 
     async def exchange(self, ex: _Exchange) -> None:
@@ -192,23 +200,21 @@ class _Server:
             async with asyncio.timeout(self.deadline):
                 read = await self.read_request(ex)
         except HttpError as exc:
-            self.log.debug("http_request_rejected", status=exc.status, reason=exc.message)
-            reply = (exc.status, exc.message, exc.headers)
+            status, message, extra = exc.status, exc.message, exc.headers
         except h11.RemoteProtocolError as exc:
             hint = exc.error_status_hint
             status = hint if 400 <= hint < 500 else 400  # h11 says 501 for an unknown transfer coding
-            self.log.debug("http_request_rejected", status=status, reason=str(exc))
-            reply = (status, f"malformed request: {exc}", ())
+            message, extra = f"malformed request: {exc}", ()
         except TimeoutError:
-            self.log.debug("http_request_rejected", status=408, reason="deadline")
-            reply = (408, f"request not received within {self.deadline:g}s", ())
+            status, message, extra = 408, f"request not received within {self.deadline:g}s", ()
         else:
             if read is not None:
                 await self.answer(ex, *read)
             return
+        self.log.debug("http_request_rejected", status=status, reason=message, peer=ex.peer())
         if ex.can_reply():
             async with asyncio.timeout(DEADLINE):
-                await ex.reply_error(*reply)
+                await ex.reply_error(status, message, extra)
 
     async def read_request(self, ex: _Exchange) -> tuple[h11.Request, JsonObject | None] | None:
         """The request and its JSON body, or None if the client left without sending one."""
@@ -289,7 +295,7 @@ class _Server:
             status, data, ctype, extra = exc.status, _json({"error": exc.message}), "application/json", exc.headers
         except Exception as exc:
             self.log.error("http_handler_failed", method=method, path=target[:200], error=_describe(exc),
-                           where=_where(exc))
+                           where=_where(exc), peer=ex.peer())
             status, data, ctype = 500, _json({"error": f"internal error: {_describe(exc)}"}), "application/json"
         async with asyncio.timeout(DEADLINE):
             await ex.reply(status, data, ctype, extra)
@@ -302,7 +308,7 @@ async def serve(host: str, port: int, handler: Handler, *, token: str | None, na
     `token`: the per-run secret every POST must carry (None: no POST is accepted). `names`: more values the
     Host header may carry (the node's name, its declared address). `log`: where `http_handler_failed` goes."""
     server = _Server(host, handler, token, names, max_body, max_connections, deadline,
-                     log if log is not None else get_logger(component="http"))
+                     log if log is not None else _LOG)
     return await asyncio.start_server(server.connection, host, port, reuse_address=True)
 
 
@@ -446,11 +452,13 @@ def _describe(exc: BaseException) -> str:
 
 
 def _where(exc: BaseException) -> str:
-    """The innermost frame of an exception, `file:line in function`: enough to find a bug, not a traceback."""
+    """`file:line in function` of the innermost frame outside Python's own library (the handler's line, not
+    json's): enough to find a bug, without a traceback in the log."""
+    found = "?"
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if found == "?" or not code.co_filename.startswith(_LIBRARY):
+            found = f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
         tb = tb.tb_next
-    if tb is None:
-        return "?"
-    code = tb.tb_frame.f_code
-    return f"{code.co_filename}:{tb.tb_lineno} in {code.co_name}"
+    return found

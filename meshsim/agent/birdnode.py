@@ -487,7 +487,7 @@ class BirdNodeAgent(VersionedState):
         rows = [StatusRow(s["peer"], s["type"], s["state"], s["since"], s["info"]) for s in sessions]
         return {"name": self.config.name, "address": self.config.address, "bgp_running": self.bgp_running,
                 "run_id": getattr(self.config, "run_id", ""), "pid": os.getpid(),
-                "implementation": "bird", "sessions": sessions,
+                "implementation": "bird", "control_socket": str(self.ctl_path), "sessions": sessions,
                 "text": node_status(rows, running=self.proc is not None and self.proc.returncode is None)}
 
     def routes(self) -> dict[str, Any]:

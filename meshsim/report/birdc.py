@@ -277,7 +277,7 @@ def _detail2(state: BirdState, p: Protocol, clock: Clock) -> list[str]:
 # Routes
 
 
-def _select(state: BirdState, cmd: Command) -> dict[IPv4Network, list[Rte]]:
+def select_networks(state: BirdState, cmd: Command) -> dict[IPv4Network, list[Rte]]:
     nets = state.networks()
     if cmd.prefix is not None:
         if cmd.for_address:  # net_route(): the longest prefix that holds it
@@ -290,7 +290,7 @@ def _select(state: BirdState, cmd: Command) -> dict[IPv4Network, list[Rte]]:
 
 
 def _routes(state: BirdState, cmd: Command, clock: Clock, dialect: str) -> list[str]:
-    nets = _select(state, cmd)
+    nets = select_networks(state, cmd)
     out: list[str] = []
     shown = 0
     for net in network_order(nets, dialect):
@@ -362,4 +362,4 @@ def _rte(state: BirdState, r: Rte, ia: str, clock: Clock, dialect: str, verbose:
     return out
 
 
-__all__ = ["Clock", "Command", "FORMATS", "BirdcError", "parse_command", "render", "USAGE"]
+__all__ = ["Clock", "Command", "FORMATS", "BirdcError", "parse_command", "render", "select_networks", "USAGE"]

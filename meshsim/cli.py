@@ -381,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the compose file to write")
     p.add_argument("--scenario-path", default=None,
                    help="where the scenario files are inside the containers (default: as given, under /meshsim)")
+    p.add_argument("--wheelhouse", metavar="DIR", default=None,
+                   help="build the image from meshsim's wheel and its dependencies' wheels in DIR (as "
+                        "scripts/wheelhouse.sh fills it), with no network; the default is this checkout's "
+                        "Dockerfile, or outside a checkout the package index")
     p.set_defaults(func=cmd_compose)
 
     p = sub.add_parser("controller", help="(compose) wait for the node containers, run the timeline, write the report")

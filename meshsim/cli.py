@@ -3,6 +3,8 @@
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
 `run`, `node` and `status`/`routes --live` drive processes (meshsim.runner, meshsim.agent.node).
+Longer than ~400 lines because the parser has one block per subcommand; command bodies that grow live elsewhere
+(meshsim.operator: `-o` output, `show`, `examples`).
 """
 
 from __future__ import annotations

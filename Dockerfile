@@ -1,4 +1,6 @@
-# meshsim in a container: one image for the node containers and the compose controller.
+# meshsim in a container, built from this source checkout: one image for the node containers and the compose
+# controller. (Outside a checkout, `meshsim compose` uses meshsim/docker/Dockerfile, which installs meshsim's
+# wheel from a wheelhouse or the package index.)
 #   docker build -t meshsim:local .                                   (official base image, PyPI)
 #   scripts/wheelhouse.sh && docker build --network none \
 #       --build-arg BASE_IMAGE=meshsim-base:local -t meshsim:local .  (offline: local base, ./wheelhouse)
@@ -34,7 +36,7 @@ RUN set -eu; \
     pip install --no-cache-dir --disable-pip-version-check --no-deps $from /src \
     && rm -rf /src /wheelhouse && meshsim --version
 
-COPY scenarios /meshsim/scenarios
+RUN meshsim examples --copy /meshsim/scenarios >/dev/null
 WORKDIR /meshsim
 ENV PYTHONUNBUFFERED=1
 EXPOSE 179 9179

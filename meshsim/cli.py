@@ -2,7 +2,9 @@
 
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
-`run`, `node`, `worker` and `status`/`routes --live` drive processes (meshsim.run, meshsim.agent).
+`run`, `node`, `worker`, `show` and `status`/`routes --live` drive processes (meshsim.run, meshsim.agent).
+Longer than ~400 lines because the parser has one block per subcommand; command bodies that grow live elsewhere
+(meshsim.operator: `-o` output, `show`, `examples`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.files)
     cluster = Cluster.build(scenario)
     steps = parse_timeline(scenario)
+    if args.output in ("json", "yaml"):
+        from meshsim.operator import emit
+        from meshsim.report.views import validate_data
+
+        emit(validate_data(cluster, len(steps)), args.output)
+        return 0
     print(f"{', '.join(scenario.files)}: OK (scenario {scenario.name}, {len(steps)} events)")
     pools = ", ".join(f"{p.name} {p.cidr} /{p.block_size} ipip {p.ipip_mode}" for p in scenario.pools)
     print(f"IPPool: {len(scenario.pools)} ({pools})")
@@ -53,11 +61,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from meshsim.model.peering import session_pairs
 
     print(f"Sessions: {len(session_pairs(peerings))} node-to-node; events: {len(scenario.spec.events)}")
+    if args.output == "wide":
+        from meshsim.report.views import wide_tables
+
+        print("\n" + wide_tables(cluster), end="")
     return 0
 
 
 def cmd_routes(args: argparse.Namespace) -> int:
     if args.live:
+        if args.output in ("json", "yaml"):
+            from meshsim.errors import RunError
+            from meshsim.operator import emit
+            from meshsim.run.client import fetch_views
+
+            if args.node is None:
+                raise RunError("--live needs --node NAME")
+            emit(fetch_views(args.files, args.node, ("routes",))["routes"], args.output)
+            return 0
         from meshsim.run.client import live_routes
 
         print(live_routes(args.files, args.node, args.format), end="")
@@ -70,6 +91,12 @@ def cmd_routes(args: argparse.Namespace) -> int:
     for name in names:
         if name not in tables:
             raise NotFoundError("node", name, tuple(tables))
+    if args.output in ("json", "yaml"):
+        from meshsim.operator import emit
+        from meshsim.report.views import routes_data
+
+        emit(routes_data(tables, names), args.output)
+        return 0
     for i, name in enumerate(names):
         table = tables[name]
         if len(names) > 1:
@@ -84,6 +111,27 @@ def cmd_peers(args: argparse.Namespace) -> int:
     cluster = _load(args.files)
     if args.node:
         cluster.scenario.node(args.node)
+    if args.graph:
+        from meshsim.report.topology import write_graph
+
+        status = None
+        if args.live:
+            from meshsim.run.client import fetch_views
+
+            status = {n.name: fetch_views(args.files, n.name, ("status",))["status"] for n in cluster.scenario.nodes}
+        print(f"wrote {write_graph(cluster, args.graph, status=status)}")
+        return 0
+    if args.output in ("json", "yaml"):
+        from meshsim.operator import emit
+        from meshsim.report.views import peers_data
+
+        emit(peers_data(cluster.peerings(), args.node), args.output)
+        return 0
+    if args.output == "wide":
+        from meshsim.report.views import peers_wide
+
+        print(peers_wide(cluster.peerings(), args.node), end="")
+        return 0
     print(peerings_table(cluster.peerings(), args.node), end="")
     return 0
 
@@ -92,7 +140,17 @@ def cmd_ipam(args: argparse.Namespace) -> int:
     from meshsim.report.calicoctl import ipam_table
 
     cluster = _load(args.files)
+    if args.output in ("json", "yaml"):
+        from meshsim.operator import emit
+        from meshsim.report.views import ipam_data
+
+        emit(ipam_data(cluster), args.output)
+        return 0
     print(ipam_table(cluster), end="")
+    if args.output == "wide":
+        from meshsim.report.views import ipam_wide
+
+        print("\n" + ipam_wide(cluster), end="")
     return 0
 
 
@@ -107,9 +165,33 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.output in ("json", "yaml"):
+        from meshsim.operator import emit
+        from meshsim.run.client import fetch_views
+
+        emit(fetch_views(args.files, args.node, ("status",))["status"], args.output)
+        return 0
     from meshsim.run.client import live_status
 
     print(live_status(args.files, args.node), end="")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from meshsim.operator import show, write
+
+    if not args.file:
+        from meshsim.errors import RunError
+
+        raise RunError("meshsim show needs the scenario the node runs: -f SCENARIO (repeat for several files)")
+    write(show(args.file, args.node, args.words, dialect=args.format, output=args.output))
+    return 0
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from meshsim.operator import examples, write
+
+    write(examples(args.copy, force=args.force))
     return 0
 
 
@@ -179,16 +261,40 @@ def cmd_controller(args: argparse.Namespace) -> int:
     return controller_main(args)
 
 
+def _global_flags(suppress: bool) -> argparse.ArgumentParser:
+    """--log-level and --log-json, accepted before and after the subcommand (a subcommand's copy has no
+    default, so it does not undo the value given before it)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--log-level", default=argparse.SUPPRESS if suppress else None,
+                   help="debug|info|warning|error (default warning)")
+    p.add_argument("--log-json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="log JSON lines instead of console text")
+    return p
+
+
+def _output(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("-o", "--output", choices=("json", "yaml", "wide"), default=None,
+                   help="json|yaml: the same data as data (loads back with any JSON/YAML reader); wide: "
+                        + (what or "the same table"))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meshsim", description="Emulate Calico's BGP control plane: IPAM, "
-                                     "node-to-node mesh and route reflectors, with real BGP sessions (ExaBGP's codec).")
+    parser = argparse.ArgumentParser(prog="meshsim", parents=[_global_flags(False)],
+                                     description="Emulate Calico's BGP control plane: IPAM, node-to-node mesh and "
+                                     "route reflectors, with real BGP sessions (ExaBGP's message codec).")
     parser.add_argument("--version", action="version", version=f"meshsim {__version__}")
-    parser.add_argument("--log-level", default=None, help="debug|info|warning|error (default warning)")
-    parser.add_argument("--log-json", action="store_true", help="log JSON lines instead of console text")
+    common = _global_flags(True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_parser = sub.add_parser
+
+    def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
+        return _add_parser(name, parents=[common], **kw)  # type: ignore[arg-type]
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("validate", help="check a scenario and summarise it per resource kind")
     p.add_argument("files", nargs="+", metavar="FILE")
+    _output(p, "also `calicoctl get ippool|node|bgppeer -o wide` tables of the resources")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("routes", help="print a node's expected route table (or its live one with --live)")
@@ -196,15 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", help="node name (default: every node)")
     p.add_argument("--format", choices=("ip", "route"), default="ip", help="`ip route` or `route -n` (default ip)")
     p.add_argument("--live", action="store_true", help="read the table from the running node (meshsim run)")
+    _output(p, "the same table (iproute2 has no wide form)")
     p.set_defaults(func=cmd_routes)
 
     p = sub.add_parser("peers", help="print each node's BGP peerings as confd computes them")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--node", help="only this node")
+    _output(p, "adds LOCAL ADDRESS (the source address) and the peer's PORT")
+    p.add_argument("--graph", metavar="FILE.png|.svg|.dot",
+                   help="draw the topology instead: nodes by role (mesh node, route reflector with its cluster ID, "
+                        "RR client, external peer), sessions as edges (needs meshsim[graph] for png/svg)")
+    p.add_argument("--live", action="store_true",
+                   help="with --graph: colour each session by its state on the running nodes")
     p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("ipam", help="print blocks per node, their use, and borrowed addresses")
     p.add_argument("files", nargs="+", metavar="FILE")
+    _output(p, "adds a table of blocks with their pool, state and pods")
     p.set_defaults(func=cmd_ipam)
 
     p = sub.add_parser("trace", help="follow a packet from a pod (or node/address) to a pod or address")
@@ -216,7 +330,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="`calicoctl node status` of a running node (meshsim run)")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--node", required=True)
+    _output(p, "the same table (calicoctl node status has no wide form)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("show", help="what `birdcl show ...` prints on a running node: protocols [all] [NAME], "
+                                    "route [all] [for PREFIX], status",
+                       description="Print what `birdcl show WORDS` prints on NODE of a running scenario, as "
+                                   "Calico's BIRD (1.6) prints it, or BIRD 2 with --format bird2. A meshsim node's "
+                                   "state comes from its JSON views; an `implementation: bird` node's from its "
+                                   "BIRD's control socket.")
+    p.add_argument("node", metavar="NODE")
+    p.add_argument("words", nargs="+", metavar="protocols|route|status",
+                   help="protocols [all] [NAME] | route [all] [primary] [for ADDRESS|PREFIX] [protocol NAME] | status")
+    p.add_argument("-f", "--file", action="append", metavar="SCENARIO",
+                   help="the scenario the node runs (repeat for several files)")
+    p.add_argument("--format", choices=("bird1", "bird2"), default="bird1",
+                   help="bird1: Calico's BIRD 1.6 (default); bird2: BIRD 2.0")
+    _output(p, "the same text")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("examples", help="list the scenarios shipped with meshsim, or copy them to a folder")
+    p.add_argument("--copy", metavar="DIR", help="copy every shipped scenario into DIR (subfolders kept)")
+    p.add_argument("--force", action="store_true", help="with --copy: overwrite files of the same name")
+    p.set_defaults(func=cmd_examples)
 
     p = sub.add_parser("run", help="run the scenario: one real node process per Node, real BGP on 127.x")
     p.add_argument("files", nargs="+", metavar="SCENARIO")
@@ -255,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the compose file to write")
     p.add_argument("--scenario-path", default=None,
                    help="where the scenario files are inside the containers (default: as given, under /meshsim)")
+    p.add_argument("--wheelhouse", metavar="DIR", default=None,
+                   help="build the image from meshsim's wheel and its dependencies' wheels in DIR (as "
+                        "scripts/wheelhouse.sh fills it), with no network; the default is this checkout's "
+                        "Dockerfile, or outside a checkout the package index")
     p.set_defaults(func=cmd_compose)
 
     p = sub.add_parser("controller", help="(compose) wait for the node containers, run the timeline, write the report")

@@ -93,9 +93,12 @@ def import_check(path: Path, ctx: ExportContext) -> str | None:
     # RFC 4456 §8: a route whose ORIGINATOR_ID is our own router id is ignored.
     if attrs.originator_id is not None and attrs.originator_id == ctx.router_id:
         return f"ORIGINATOR_ID {attrs.originator_id} is our router id (RFC 4456 §8)"
-    # RFC 4456 §8: an RR ignores a route whose CLUSTER_LIST holds its cluster id
-    # (BIRD checks only its own cluster id, and only when it is a reflector).
-    if ctx.cluster_id is not None and ctx.cluster_id in attrs.cluster_list:
+    # RFC 4456 §8: an RR ignores a route whose CLUSTER_LIST holds its cluster id. BIRD checks it
+    # per session, and only on sessions to its own clients (`rr client`, whose `rr cluster id` confd
+    # renders as ours): BIRD 1.6 bgp_decode_attrs -> bgp_cluster_list_loopy() tests p->rr_client, BIRD 2
+    # bgp_decode_attrs `if (p->rr_client && bgp_cluster_list_loopy(p, attrs))`. So a reflector keeps
+    # what another reflector of the same cluster reflects to it (a second, longer path per client block).
+    if ctx.cluster_id is not None and source.rr_client and ctx.cluster_id in attrs.cluster_list:
         return f"CLUSTER_LIST contains our cluster id {ctx.cluster_id} (RFC 4456 §8)"
     # RFC 4271 §9.1.2: a route from an external peer whose AS_PATH holds our AS is a loop.
     if _is_ebgp(source, ctx) and ctx.local_as in attrs.as_path:
@@ -202,7 +205,12 @@ def export_decision(path: Path, to: PeerInfo, ctx: ExportContext,
         return ExportDecision(path.attrs, f"{why}; eBGP-learned to iBGP")
 
     # From here on: learned over iBGP, going to an iBGP peer, and we are a route reflector.
-    # 5. Route reflection, RFC 4456 §8.
+    # 5. Route reflection, RFC 4456 §8. A path whose CLUSTER_LIST holds our cluster id (learned from
+    # a non-client reflector of our cluster) is not sent to our clients (BIRD bgp_import_control ->
+    # bgp_cluster_list_loopy() with the client session's `rr cluster id`).
+    if to.rr_client and ctx.cluster_id in path.attrs.cluster_list:
+        return ExportDecision(None, f"CLUSTER_LIST contains our cluster id {ctx.cluster_id}: not sent to "
+                                    f"client {to.name} (RFC 4456 §8)")
     if source.rr_client or to.rr_client:
         reflected = memo.get("reflect") if memo is not None else None
         if reflected is None:

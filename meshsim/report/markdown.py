@@ -1,6 +1,6 @@
 """Reports people read: `report.md` tables and matplotlib plots, from a run's report.json data.
 
-Owns `markdown(report)`, `plots(report, out)` for one run, and the mesh-vs-RR comparison
+Owns `markdown(report, plot_files, topology)`, `plots(report, out)` for one run, and the mesh-vs-RR comparison
 (`comparison_markdown`, `comparison_plots`). Pure apart from writing the PNG files it is asked for;
 matplotlib is optional (`pip install meshsim[plots]`): without it the markdown says so.
 """
@@ -29,7 +29,9 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def markdown(report: dict[str, Any], plot_files: list[str] | None = None) -> str:
+def markdown(report: dict[str, Any], plot_files: list[str] | None = None, topology: str | None = None) -> str:
+    """report.md; `topology` is the section meshsim.report.topology.markdown_section(cluster, out_dir) wrote
+    (its picture beside report.md), shown after the verdict."""
     c = report.get("cold_start", {})
     nodes = report.get("nodes", {})
     lines = [f"# meshsim run: {report['scenario']}", ""]
@@ -39,6 +41,8 @@ def markdown(report: dict[str, Any], plot_files: list[str] | None = None) -> str
     if report.get("error"):
         verdict += f"; error: {report['error']}"
     lines += [f"Started {report['started_at']} ({report['mode']} mode), {len(nodes)} nodes: **{verdict}**.", ""]
+    if topology:
+        lines += [topology.rstrip("\n"), ""]
     lines += ["## Cold start", ""]
     p = c.get("per_node_s") or {}
     lines.append(_table(

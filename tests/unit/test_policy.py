@@ -65,10 +65,23 @@ def test_import_drops_own_originator_id_rfc4456_s8() -> None:
     assert why is not None and "RFC 4456 §8" in why and "ORIGINATOR_ID" in why
 
 
-def test_import_drops_own_cluster_id_when_rr_rfc4456_s8() -> None:
-    p = learned(A, originator_id=ip("192.168.0.9"), cluster_list=(ip("244.0.0.9"), CLUSTER))
+def test_import_drops_own_cluster_id_from_a_client_rfc4456_s8() -> None:
+    p = learned(CLIENT1, originator_id=ip("192.168.0.9"), cluster_list=(ip("244.0.0.9"), CLUSTER))
     why = import_check(p, ctx(cluster_id=CLUSTER))
     assert why is not None and "CLUSTER_LIST" in why
+
+
+def test_import_keeps_own_cluster_id_from_a_non_client_reflector() -> None:
+    # What real BIRD 1.6.8 and 2.0.12 do (tests/golden/birdc/rr: rr1 holds rr2's reflection of every client
+    # block, `from 192.168.0.12`): the check runs only on sessions to our own clients.
+    p = learned(NONCLIENT, originator_id=ip("192.168.0.9"), cluster_list=(CLUSTER,))
+    assert import_check(p, ctx(cluster_id=CLUSTER)) is None
+
+
+def test_rr_does_not_send_a_path_looped_through_its_cluster_to_clients() -> None:
+    p = learned(NONCLIENT, originator_id=ip("192.168.0.9"), cluster_list=(CLUSTER,))
+    d = export_decision(p, CLIENT1, ctx(cluster_id=CLUSTER))
+    assert d.attrs is None and "CLUSTER_LIST" in d.reason
 
 
 def test_import_cluster_list_not_checked_by_non_rr() -> None:

@@ -8,7 +8,7 @@ session as RouteReceived/RouteWithdrawn, FIFO, until nothing is in flight. No so
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -362,7 +362,8 @@ def test_set_config_pool_disabled_withdraws() -> None:
 
 
 def test_set_config_becoming_rr_rechecks_imports() -> None:
-    s = solo()
+    client = replace(P2, rr_client=True)  # BIRD checks CLUSTER_LIST on sessions to its clients only
+    s = solo(client, P3)
     s.handle(PeerUp(P2.name), 0)
     s.handle(RouteReceived(P2.name, BLOCK2, attrs(P2.address, originator_id=ip("192.168.0.9"), cluster_list=(CLUSTER,))), 1)
     out = s.set_config(SpeakerConfig(ME, AS, CLUSTER, (POOL,), (MY_BLOCK,)))
@@ -548,10 +549,14 @@ def test_rfc4456_s9_same_cluster_rrs_redundant_no_loop_all_clients_get_all_route
         # an RR's own block: direct from that RR beats the copy reflected by the other (RFC 4456 §9)
         p, reason = sp.loc_rib()[block(fab, "rr2")]
         assert p.source.name == "Node_192_168_0_102" and reason is Reason.CLUSTER_LIST  # type: ignore[union-attr]
-    # each RR dropped the other's reflections of client routes: its own cluster id is in CLUSTER_LIST
-    for rr in ("rr1", "rr2"):
-        drops = fab.outputs(Dropped, rr)
-        assert len(drops) == 4 and all("CLUSTER_LIST" in d.reason for d in drops)  # type: ignore[union-attr]
+    # each RR keeps the other's reflections of client routes as second paths (BIRD checks CLUSTER_LIST only on
+    # sessions to its clients; tests/golden/birdc/rr shows rr1's `from 192.168.0.12` copies), never the best
+    for rr, other in (("rr1", "Node_192_168_0_102"), ("rr2", "Node_192_168_0_101")):
+        assert fab.outputs(Dropped, rr) == []
+        for c in clients:
+            copies = [p for p in fab.nodes[rr].speaker.candidates(block(fab, c)) if p.source and p.source.name == other]
+            assert len(copies) == 1 and copies[0].attrs.cluster_list == (CLUSTER,)
+            assert fab.best(rr, block(fab, c)).source.name != other  # type: ignore[union-attr]
 
 
 def test_rfc4456_s8_drop_on_own_cluster_id_calico_2735_split_clients_get_nothing() -> None:
@@ -561,9 +566,11 @@ def test_rfc4456_s8_drop_on_own_cluster_id_calico_2735_split_clients_get_nothing
     fab.originate_blocks("a", "b")
     assert fab.best("a", block(fab, "b")) is None
     assert fab.best("b", block(fab, "a")) is None
-    assert fab.best("rr2", block(fab, "a")) is None
-    (drop,) = fab.outputs(Dropped, "rr2")
-    assert drop.prefix == block(fab, "a") and "our cluster id" in drop.reason  # type: ignore[union-attr]
+    # rr2 holds a's block as rr1 reflected it (no check on a non-client session), but does not pass it to its
+    # client b: the CLUSTER_LIST holds rr2's cluster id (BIRD bgp_import_control -> bgp_cluster_list_loopy)
+    via_rr1 = fab.best("rr2", block(fab, "a"))
+    assert via_rr1 is not None and via_rr1.attrs.cluster_list == (CLUSTER,)
+    assert block(fab, "a") not in fab.nodes["rr2"].speaker.adj_rib_out(fab.name_of("rr2", "b"))
 
 
 def test_rfc4456_s8_different_cluster_ids_split_clients_do_exchange() -> None:
@@ -631,8 +638,10 @@ def test_rr_redundancy_peer_down_withdraws_downstream_and_falls_back() -> None:
     assert fab.best("b", a_block).source.name == "Node_192_168_0_101"  # type: ignore[union-attr]
     fab.clear_log()
     fab.bring_down("a", "rr1")
-    # rr1 lost its only path to a's block and withdrew it from its other peers
-    assert fab.best("rr1", a_block) is None
+    # rr1 lost its direct path to a's block; the copy rr2 reflected to it is not sent on (not back to rr2, not to
+    # clients: its CLUSTER_LIST holds rr1's cluster id), so rr1 withdrew the block from its other peers
+    fallback = fab.best("rr1", a_block)
+    assert fallback is not None and fallback.source.name == "Node_192_168_0_102"  # type: ignore[union-attr]
     assert sorted(w.peer for w in fab.outputs(Withdraw, "rr1") if w.prefix == a_block) == [  # type: ignore[union-attr]
         "Node_192_168_0_102", "Node_192_168_0_2", "Node_192_168_0_3",
     ]

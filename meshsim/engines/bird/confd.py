@@ -493,6 +493,7 @@ class BirdRoute:
     dev: str | None = None  # a device route
     attrs: tuple[tuple[str, str], ...] = ()  # ("BGP.next_hop", "192.168.0.82"), ...
     source: str | None = None  # "from X" (the BGP neighbor when it differs from the protocol's)
+    sync_error: bool = False  # marked `!`: the best route, which the kernel protocol failed to install
 
     def attr(self, name: str) -> str | None:
         return dict(self.attrs).get(name)
@@ -592,7 +593,7 @@ def parse_routes(text: str) -> list[BirdRoute]:
                 continue
             cur = {"prefix": prefix, "kind": m.group("kind"), "protocol": m.group("proto"), "since": m.group("since"),
                    "primary": m.group("primary") == "*", "preference": int(m.group("pref")), "via": (),
-                   "dev": None, "attrs": (), "source": m.group("src")}
+                   "dev": None, "attrs": (), "source": m.group("src"), "sync_error": m.group("primary") == "!"}
             continue
         if cur is None:
             continue

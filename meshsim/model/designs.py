@@ -109,7 +109,8 @@ def pick_reflectors(scenario: Scenario, count: int | None = None, selector: str 
     calm = [n for n in others if n.name not in avoid]
     rest = _spread(calm, min(len(calm), count - len(first)))
     rest += _spread([n for n in others if n.name in avoid], count - len(first) - len(rest))
-    chosen = first + rest
+    order = {n.name: i for i, n in enumerate(nodes)}
+    chosen = sorted(first + rest, key=lambda n: order[n.name])  # in the cluster's order
     zones = sorted({n.label_map.get(ZONE_LABEL) for n in chosen} - {None})
     subnets = sorted({str(n.subnet) for n in chosen})
     where = (f"zones {', '.join(zones)}" if zones else "") + ("; " if zones else "") + f"subnets {', '.join(subnets)}"

@@ -63,6 +63,7 @@ class Advertisements:
     cold: Copies
     prefixes: int
     sessions: int = 0  # node-to-node sessions both ends configure, plus sessions to peers outside
+    sessions_by_node: dict[str, int] = field(default_factory=dict)
     per_new_block: dict[str, Copies] = field(default_factory=dict)
     prefixes_by_node: dict[str, int] = field(default_factory=dict)
     external_by_node: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -140,6 +141,7 @@ def advertisements(cluster: Cluster) -> Advertisements:
     pairs = {frozenset((node, p.peer_node)) for node, lst in graph.sessions.items() for p in lst}
     external = {n: (sum(1 for q in graph.external[n] if not q.ibgp), sum(1 for q in graph.external[n] if q.ibgp))
                 for n in graph.names}
-    return Advertisements(cold=cold, prefixes=sum(by_node.values()),
+    per_node = {n: len({p.peer_node for p in graph.sessions.get(n, [])}) + sum(external[n]) for n in graph.names}
+    return Advertisements(cold=cold, prefixes=sum(by_node.values()), sessions_by_node=per_node,
                           sessions=len(pairs) + sum(a + b for a, b in external.values()), per_new_block=per_block,
                           prefixes_by_node=by_node, external_by_node=external)

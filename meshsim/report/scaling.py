@@ -214,12 +214,21 @@ class Crossover:
         return {"n": self.n, "lower_from_here": self.lower_from_here}
 
 
+def scan_start(mesh: Model, rr: Model) -> int:
+    """The smallest size both models speak for: above the reflectors, and for fits the smallest run
+    (a fit says nothing below what was measured)."""
+    start = max(2, mesh.shape.reflectors + 1)
+    for m in (mesh, rr):
+        if m.kind == "fit" and m.points:
+            start = max(start, int(math.ceil(min(n for n, _ in m.points))))
+    return start
+
+
 def crossovers(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> list[Crossover]:
-    """Sizes where the lower design changes, scanning N = R+1 .. up_to (ties are skipped)."""
+    """Sizes where the lower design changes, scanning N from `scan_start` to up_to (ties are skipped)."""
     out: list[Crossover] = []
     last: str | None = None
-    start = max(2, mesh.shape.reflectors + 1)
-    for n in range(start, up_to + 1):
+    for n in range(scan_start(mesh, rr), up_to + 1):
         a, b = mesh.at(n), rr.at(n)
         if a is None or b is None:
             continue
@@ -234,7 +243,7 @@ def crossovers(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> l
 
 def lower_everywhere(mesh: Model, rr: Model, up_to: int) -> str | None:
     """The design that is lower at every size 2..up_to (None when they cross or tie)."""
-    start = max(2, mesh.shape.reflectors + 1)
+    start = scan_start(mesh, rr)
     sides = set()
     for n in (start, (start + up_to) // 2, up_to):
         a, b = mesh.at(n), rr.at(n)
@@ -242,4 +251,13 @@ def lower_everywhere(mesh: Model, rr: Model, up_to: int) -> str | None:
             sides.add(MESH if a < b else RR)
     if len(sides) == 1 and not crossovers(mesh, rr, up_to):
         return sides.pop()
+    return None
+
+
+def first_difference(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> int | None:
+    """The smallest size (from `scan_start`) at which the designs differ."""
+    for n in range(scan_start(mesh, rr), up_to + 1):
+        a, b = mesh.at(n), rr.at(n)
+        if a is not None and b is not None and abs(a - b) > tolerance * max(1.0, abs(a), abs(b)):
+            return n
     return None

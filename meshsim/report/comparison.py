@@ -148,15 +148,19 @@ def _growth(data: dict[str, Any]) -> list[str]:
         cells = [label, kind if kind != "fit" else "estimate", err]
         for n in sizes:
             p = data["predictions"][n][key]
-            cells.append(f"{_n(p[MESH], unit)} / {_n(p[RR], unit)}")
+            far = " †" if (p.get("extrapolation") or 0) > 10 and p[MESH] is not None else ""
+            cells.append(f"{_n(p[MESH], unit)} / {_n(p[RR], unit)}{far}")
         rows.append(cells)
     lines.append(f"What-if (mesh / RR with {r} reflectors; N counts all nodes):")
     lines.append("")
     lines += _table(["metric", "basis", "fit error on the runs (mesh; RR)"] + [f"N={int(n):,}" for n in sizes], rows)
+    if any(m["kind"] == "fit" and m.get("rms") is None for pair in data["models"].values() for m in pair.values()):
+        lines += ["Estimates need at least two measured sizes (`--nodes`); '-' marks those this run cannot give.",
+                  ""]
     largest = max(data["sizes"])
-    lines += [f"Estimates extrapolate from runs of at most {largest} nodes "
-              f"({max(data['what_if']) / largest:,.0f}x beyond at N={max(data['what_if']):,}): read them as orders of "
-              "magnitude and trends, not as figures.", ""]
+    lines += [f"Estimates extrapolate from runs of at most {largest} nodes; † marks those more than 10x beyond "
+              "(read them as trends and orders of magnitude, not as figures). Sessions are exact and advertisements "
+              "exact by the rule at any size.", ""]
     return lines
 
 

@@ -119,6 +119,11 @@ class Model:
             return None
         return sum(c * TERMS[t](self.shape, self.design, n) for t, c in zip(self.terms, self.coefficients))
 
+    @property
+    def predicts(self) -> bool:
+        """Exact models always; a fit only when it has an error estimate (two sizes or more)."""
+        return self.exact_fn is not None or (bool(self.terms) and self.rms is not None)
+
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"metric": self.metric, "design": self.design, "kind": self.kind, "form": self.form}
         if self.kind == "fit":
@@ -168,13 +173,14 @@ def fit(metric: str, design: str, shape: Shape, terms: Sequence[str], points: Se
         -> Model:
     """Least squares over `terms` with non-negative coefficients (every subset of the terms is tried; the
     non-negative solution with the smallest residual wins, ties to fewer terms, then to the terms listed
-    first). With fewer points than terms only as many terms as points are used."""
+    first). At most one term fewer than there are points, so every fit keeps a residual to estimate its
+    error from; a single point gives a one-term fit with no error estimate."""
     pts = sorted((float(n), float(y)) for n, y in points if y is not None and shape.valid(design, n))
     if not pts:
         return Model(metric, design, "fit", form_text(terms), shape, note="no measured point")
     scale = sum(y * y for _, y in pts) or 1.0
     best: tuple[float, int, tuple[int, ...], list[float]] | None = None
-    for size in range(1, min(len(terms), len(pts)) + 1):
+    for size in range(1, min(len(terms), max(1, len(pts) - 1)) + 1):
         for subset in itertools.combinations(range(len(terms)), size):
             rows = [[TERMS[terms[i]](shape, design, n) for i in subset] for n, _ in pts]
             coef = _solve(rows, [y for _, y in pts])
@@ -194,8 +200,7 @@ def fit(metric: str, design: str, shape: Shape, terms: Sequence[str], points: Se
     dof = len(pts) - size
     rms = math.sqrt(sum(r * r for r in residuals) / len(pts))
     rel = max((abs(r) / abs(y) for r, (_, y) in zip(residuals, pts) if y), default=0.0)
-    note = "" if dof > 0 else (f"exact through {len(pts)} point(s): no fit error can be estimated; "
-                               f"measure more sizes (--nodes)")
+    note = "" if dof > 0 else "one size measured: no fit error can be estimated; measure more sizes (--nodes)"
     if size < len(terms):
         dropped = [t for t in terms if t not in used]
         note = (note + "; " if note else "") + f"terms {', '.join(TERM_TEXT[t] for t in dropped)} fitted as 0"
@@ -224,17 +229,29 @@ def scan_start(mesh: Model, rr: Model) -> int:
     return start
 
 
-def crossovers(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> list[Crossover]:
-    """Sizes where the lower design changes, scanning N from `scan_start` to up_to (ties are skipped)."""
-    out: list[Crossover] = []
-    last: str | None = None
+FIT_TIE = 0.05  # fitted curves within 5 % of each other are a tie (they come from noisy runs)
+
+
+def _sides(mesh: Model, rr: Model, up_to: int) -> list[tuple[int, str | None]]:
+    """(N, the lower design or None for a tie) for N from `scan_start` to up_to."""
+    tol = FIT_TIE if "fit" in (mesh.kind, rr.kind) else 1e-9
+    out: list[tuple[int, str | None]] = []
     for n in range(scan_start(mesh, rr), up_to + 1):
         a, b = mesh.at(n), rr.at(n)
         if a is None or b is None:
             continue
-        if abs(a - b) <= tolerance * max(1.0, abs(a), abs(b)):
+        out.append((n, None if abs(a - b) <= tol * max(1e-12, abs(a), abs(b)) else (MESH if a < b else RR)))
+    return out
+
+
+def crossovers(mesh: Model, rr: Model, up_to: int) -> list[Crossover]:
+    """Sizes where the lower design changes, scanning N from `scan_start` to up_to (ties are skipped;
+    fitted curves tie within 5 %)."""
+    out: list[Crossover] = []
+    last: str | None = None
+    for n, lower in _sides(mesh, rr, up_to):
+        if lower is None:
             continue
-        lower = MESH if a < b else RR
         if last is not None and lower != last:
             out.append(Crossover(n, lower))
         last = lower
@@ -242,22 +259,11 @@ def crossovers(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> l
 
 
 def lower_everywhere(mesh: Model, rr: Model, up_to: int) -> str | None:
-    """The design that is lower at every size 2..up_to (None when they cross or tie)."""
-    start = scan_start(mesh, rr)
-    sides = set()
-    for n in (start, (start + up_to) // 2, up_to):
-        a, b = mesh.at(n), rr.at(n)
-        if a is not None and b is not None and a != b:
-            sides.add(MESH if a < b else RR)
-    if len(sides) == 1 and not crossovers(mesh, rr, up_to):
-        return sides.pop()
-    return None
+    """The design that is lower at every size where they differ (None when they cross or always tie)."""
+    sides = {lower for _, lower in _sides(mesh, rr, up_to)} - {None}
+    return sides.pop() if len(sides) == 1 else None
 
 
-def first_difference(mesh: Model, rr: Model, up_to: int, tolerance: float = 1e-9) -> int | None:
+def first_difference(mesh: Model, rr: Model, up_to: int) -> int | None:
     """The smallest size (from `scan_start`) at which the designs differ."""
-    for n in range(scan_start(mesh, rr), up_to + 1):
-        a, b = mesh.at(n), rr.at(n)
-        if a is not None and b is not None and abs(a - b) > tolerance * max(1.0, abs(a), abs(b)):
-            return n
-    return None
+    return next((n for n, lower in _sides(mesh, rr, up_to) if lower is not None), None)

@@ -161,9 +161,7 @@ def lower_of(mesh: float | None, rr: float | None, tie: float = 0.0) -> str | No
 def crossover_summary(models: dict[str, dict[str, Model]], up_to: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, pair in models.items():
-        if MESH not in pair or RR not in pair or (not pair[MESH].terms and pair[MESH].exact_fn is None):
-            continue
-        if not pair[RR].terms and pair[RR].exact_fn is None:
+        if not pair[MESH].predicts or not pair[RR].predicts:
             continue
         xs = crossovers(pair[MESH], pair[RR], up_to)
         out[key] = {"crossovers": [x.to_json() for x in xs],
@@ -181,7 +179,7 @@ def predictions(models: dict[str, dict[str, Model]], sizes: list[int], largest_m
         for key, pair in models.items():
             cell: dict[str, Any] = {}
             for design, m in pair.items():
-                v = m.at(n)
+                v = m.at(n) if m.predicts else None
                 cell[design] = None if v is None else round(v, 3)
                 cell[f"{design}_rms"] = None if m.rms is None else round(m.rms, 3)
             cell["lower"] = lower_of(cell[MESH], cell[RR])

@@ -236,7 +236,7 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
                 if progress:
                     print(f"  {c.name:>12} run {r + 1}/{repeat}: "
                           f"{'converged' if fig['converged'] else 'NOT converged'}, cold {fig['cold_converged_s']} s, "
-                          f"{fig['sessions']} sessions, {fig['blackouts']} blackouts", file=sys.stderr)
+                          f"{fig['sessions'] or 0:.0f} sessions, {fig['blackouts']} blackouts", file=sys.stderr)
     finally:
         _analyse(data, p, figures, counted, shape)
         write_comparison(data, out)

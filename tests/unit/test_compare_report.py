@@ -113,3 +113,18 @@ def test_compare_writes_the_verdict_first_then_growth_and_models(tmp_path, clust
     assert "cold start: UPDATE messages received" in md and "k*A(N)" in md
     assert sorted(data["sizes"]) == [5, 8, 12]
     assert (out / "comparison.png").exists() and (out / "scaling.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--reflector-selector", "rr =="], "field --reflector-selector: invalid selector"),
+    (["--nodes", "1"], "field --nodes: a cluster needs at least 2 nodes"),
+    (["--what-if", "10,x"], "field --what-if: is not a comma-separated list"),
+    (["--reflectors", "5"], "field --reflectors: route reflectors must be at least 1 and fewer than"),
+])
+def test_bad_command_lines_get_one_clear_line_and_exit_2(tmp_path, cluster_file, capsys, args, message):
+    from meshsim.cli import main
+
+    assert main(["compare", str(cluster_file), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing ran, nothing written

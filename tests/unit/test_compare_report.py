@@ -128,3 +128,22 @@ def test_bad_command_lines_get_one_clear_line_and_exit_2(tmp_path, cluster_file,
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing ran, nothing written
+
+
+def test_a_route_reflector_cluster_is_compared_with_its_full_mesh():
+    from tests.conftest import SCENARIOS
+
+    p = plan([str(SCENARIOS / "rr-2x6.yaml")], sizes=[10])
+    assert p.base_design == "rr" and p.choice.names == ("rr1", "rr2")
+    mesh = p.case("mesh", 8).scenario
+    assert mesh.bgp.node_to_node_mesh_enabled and not any(n.rr_cluster_id for n in mesh.nodes)
+    assert [pe.name for pe in mesh.peers] == []  # the BGPPeer to the reflectors is gone with them
+    assert p.case("rr", 8).files  # the user's own file, as it is
+    big = p.case("rr", 10)
+    assert big.reflectors == ("rr1", "rr2") and len(big.scenario.nodes) == 10
+    mig = next(c for c in p.cases if c.kind == "migration").scenario
+    assert [dict(e.fields)["label"] for e in mig.spec.events] == [
+        "BGPPeer peer-with-route-reflectors", "rr1 becomes a route reflector", "rr2 becomes a route reflector",
+        "turn the mesh off"]
+    with pytest.raises(ScenarioError, match="already runs route reflectors"):
+        plan([str(SCENARIOS / "rr-2x6.yaml")], reflectors=3)

@@ -276,6 +276,8 @@ def _cluster(data: dict[str, Any]) -> list[str]:
 def comparison_markdown(data: dict[str, Any], plot_files: list[str] | None = None) -> str:
     c = data["cluster"]
     lines = [f"# Full mesh or route reflectors? {c['name']}, {c['size']} nodes", ""]
+    if data.get("interrupted"):
+        lines += ["**INTERRUPTED:** the figures below are what was measured until then.", ""]
     lines += _verdict(data) + _growth(data) + _models(data) + _measured(data) + _migration(data) + _cluster(data)
     if plot_files:
         lines += ["## Plots", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in plot_files] + [""]

@@ -51,7 +51,8 @@ def _measured_plot(plt: Any, data: dict[str, Any], out: Path) -> str | None:
         ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("nodes (all, reflectors included)", fontsize=8)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle("measured medians (y from 0)", fontsize=10)
@@ -106,7 +107,8 @@ def _scaling_plot(plt: Any, data: dict[str, Any], models: dict[str, dict[str, Mo
         tag = {"exact": "exact", "rule": "by the rule", "fit": "estimate"}[kind]
         ax.set_title(f"{label}{f' ({unit})' if unit else ''}: {tag}", fontsize=9)
         ax.set_xlabel("nodes (all); dotted: what-if sizes", fontsize=8)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(METRICS):]:
         ax.axis("off")
     fig.suptitle("models: points = runs or counts, lines = model, hollow = what-if predictions"

@@ -195,13 +195,15 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
     out.mkdir(parents=True, exist_ok=True)
     (out / "designs").mkdir(exist_ok=True)
     paths: dict[str, list[str]] = {}
+    shown: dict[str, list[str]] = {}  # as the report names them: the user's files, or relative to `out`
     for c in p.cases:
         if c.files:
-            paths[c.name] = list(c.files)
+            paths[c.name] = shown[c.name] = list(c.files)
             continue
         path = out / "designs" / f"{c.name}.yaml"
         path.write_text(scenario_yaml(c.scenario, header=_header(p, c)))
         paths[c.name] = [str(path)]
+        shown[c.name] = [f"designs/{c.name}.yaml"]
     counted: dict[str, dict[str, dict[str, Any]]] = {MESH: {}, RR: {}}
     for c in p.cases:
         if c.kind == "design":
@@ -213,7 +215,7 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
             {"name": n.name, "address": str(n.address), "subnet": str(n.subnet), "labels": dict(n.labels),
              "role": "reflector" if n.name in p.choice.names else "client"} for n in p.user.nodes]},
         "reflectors": {"names": list(p.choice.names), "how": p.choice.how, "count": len(p.choice.names)},
-        "designs": {c.name: paths[c.name] for c in p.cases},
+        "designs": shown,
         "sizes": sorted({c.size for c in p.cases}), "what_if": sorted(set(what_if)), "repeat": repeat,
         "notes": sorted({n for c in p.cases for n in c.notes}),
         "counted": {d: {n: {k: v for k, v in f.items() if not k.startswith("_")} for n, f in by.items()}
@@ -237,6 +239,9 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
                     print(f"  {c.name:>12} run {r + 1}/{repeat}: "
                           f"{'converged' if fig['converged'] else 'NOT converged'}, cold {fig['cold_converged_s']} s, "
                           f"{fig['sessions'] or 0:.0f} sessions, {fig['blackouts']} blackouts", file=sys.stderr)
+    except BaseException:  # Ctrl-C or a failure: write what was measured so far, then let it through
+        data["interrupted"] = True
+        raise
     finally:
         _analyse(data, p, figures, counted, shape)
         write_comparison(data, out)

@@ -145,8 +145,8 @@ def exact_model(metric: str, design: str, shape: Shape, fn: Callable[[Shape, str
     worst = max((abs(fn(shape, design, n) - v) for n, v in counted), default=None)
     note = ""
     if worst:
-        note = (f"differs from the count on the measured cluster by up to {worst:g} (the cluster is not the "
-                "standard design the formula assumes)")
+        note = (f"the count on the measured clusters differs by up to {worst:g}: the formula takes the mean "
+                "prefixes per node and the docs' reflector setup (the counts in the measured table are exact)")
     return Model(metric, design, kind, form, shape, points=tuple(counted), rms=None,
                  max_rel_error=None, note=note, exact_fn=fn)
 

@@ -142,7 +142,7 @@ def _header(p: Plan, c: Case) -> str:
     elif c.size == p.size:
         lines[0] += f"as {'route reflectors' if c.design == RR else 'a full mesh'}."
     else:
-        lines[0] += f"resized to {c.size} nodes (copies of its nodes; its timeline replayed by position), "
+        lines[0] += f"resized to {c.size} nodes (copies of its nodes; its timeline replayed by position),"
         lines.append(f"as {'route reflectors' if c.design == RR else 'a full mesh'}.")
     if c.reflectors:
         lines.append(f"Route reflectors: {', '.join(c.reflectors)} ({p.choice.how}).")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from meshsim.errors import ScenarioError
+from meshsim.logs import get_logger
 from meshsim.model.cluster import Cluster
 from meshsim.model.designs import (
     MESH,
@@ -228,12 +229,11 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
             for r in range(repeat):
                 run_dir = out / "runs" / f"{c.name}-{r + 1}"
                 t0 = time.monotonic()
-                result = await runner(paths[c.name], out=run_dir, progress=False, timeout=timeout)
-                fig = run_figures(json.loads((run_dir / "report.json").read_text()))
+                fig, error = await _one_run(runner, paths[c.name], run_dir, timeout)
                 figures[c.name].append(fig)
                 data["runs"].append({"case": c.name, "design": c.design, "nodes": c.size, "kind": c.kind,
                                      "repeat": r + 1, "dir": str(run_dir.relative_to(out)),
-                                     "wall_s": round(time.monotonic() - t0, 1), "error": result.error,
+                                     "wall_s": round(time.monotonic() - t0, 1), "error": error,
                                      **{k: v for k, v in fig.items() if k != "events"}})
                 if progress:
                     print(f"  {c.name:>12} run {r + 1}/{repeat}: "
@@ -246,6 +246,20 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
         _analyse(data, p, figures, counted, shape)
         write_comparison(data, out)
     return data
+
+
+async def _one_run(runner: Any, files: list[str], run_dir: Path, timeout: float) -> tuple[dict[str, Any], str | None]:
+    """One run's figures and error. A run that fails without a report (a bug in a node or the engine) is
+    recorded as not converged, so the runs after it still happen; Ctrl-C still stops everything."""
+    try:
+        result = await runner(files, out=run_dir, progress=False, timeout=timeout)
+        error = result.error
+    except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others
+        get_logger(component="compare").error("run_failed", run=run_dir.name, error=repr(exc))
+        error = f"{type(exc).__name__}: {exc}"
+    report = run_dir / "report.json"
+    fig = run_figures(json.loads(report.read_text()) if report.exists() else {})
+    return fig, error
 
 
 def _analyse(data: dict[str, Any], p: Plan, figures: dict[str, list[dict[str, Any]]],

@@ -147,3 +147,16 @@ def test_a_route_reflector_cluster_is_compared_with_its_full_mesh():
         "turn the mesh off"]
     with pytest.raises(ScenarioError, match="already runs route reflectors"):
         plan([str(SCENARIOS / "rr-2x6.yaml")], reflectors=3)
+
+
+def test_a_run_that_breaks_is_recorded_and_the_others_still_run(tmp_path, cluster_file):
+    async def breaks_on_rr(files, *, out, **kw):
+        if out.name.startswith("rr-5"):
+            raise KeyError("node")
+        return await fake_run(files, out=out, **kw)
+
+    data = asyncio.run(compare([str(cluster_file)], out=tmp_path / "o", progress=False, runner=breaks_on_rr))
+    runs = {r["case"]: r for r in data["runs"]}
+    assert runs["rr-5"]["error"] == "KeyError: 'node'" and not runs["rr-5"]["converged"]
+    assert runs["mesh-to-rr"]["converged"] and runs["mesh-5"]["error"] is None
+    assert "**Did not converge:** route reflectors at 5 nodes" in (tmp_path / "o" / "comparison.md").read_text()

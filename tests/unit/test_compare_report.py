@@ -155,7 +155,11 @@ def test_a_run_that_breaks_is_recorded_and_the_others_still_run(tmp_path, cluste
             raise KeyError("node")
         return await fake_run(files, out=out, **kw)
 
-    data = asyncio.run(compare([str(cluster_file)], out=tmp_path / "o", progress=False, runner=breaks_on_rr))
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        data = asyncio.run(compare([str(cluster_file)], out=tmp_path / "o", progress=False, runner=breaks_on_rr))
+    assert [e["run"] for e in logs if e["event"] == "run_failed"] == ["rr-5-1"]
     runs = {r["case"]: r for r in data["runs"]}
     assert runs["rr-5"]["error"] == "KeyError: 'node'" and not runs["rr-5"]["converged"]
     assert runs["mesh-to-rr"]["converged"] and runs["mesh-5"]["error"] is None

@@ -18,6 +18,7 @@ from meshsim.report.scaling import MESH, RR
 from meshsim.report.verdict import LABELS, METRICS
 
 NAMES = {MESH: "full mesh", RR: "route reflectors"}
+COEF = {"1": "a", "N": "b", "N^2": "c", "A(N)": "k"}
 
 
 def _n(v: Any, unit: str = "") -> str:
@@ -132,8 +133,9 @@ def _growth(data: dict[str, Any]) -> list[str]:
             text = "; ".join(f"{NAMES[x['lower_from_here']]} lower from {x['n']:,} nodes" for x in cx["crossovers"])
             lines.append(f"- {label}: {text}{est}.")
         elif cx["lower_everywhere"]:
+            below = " (within 5 % of each other below)" if cx["estimate"] and cx["from"] > min(data["sizes"]) else ""
             lines.append(f"- {label}: {NAMES[cx['lower_everywhere']]} lower at every size from {cx['from']:,} to "
-                         f"{cx['up_to']:,} nodes{est}.")
+                         f"{cx['up_to']:,} nodes{below}{est}.")
         else:
             lines.append(f"- {label}: no difference between the designs{est}.")
     lines.append("")
@@ -194,7 +196,7 @@ def _models(data: dict[str, Any]) -> list[str]:
         for d in (MESH, RR):
             m = data["models"][key][d]
             if m["kind"] == "fit":
-                coef = ", ".join(f"{t}: {c:.4g}" for t, c in zip(m.get("terms", []), m.get("coefficients", [])))
+                coef = ", ".join(f"{COEF[t]} = {c:.4g}" for t, c in zip(m.get("terms", []), m.get("coefficients", [])))
                 err = "-" if m.get("rms") is None else f"rms {m['rms']:.3g}{(' ' + unit) if unit else ''}, " \
                                                         f"max {100 * m['max_rel_error']:.1f} %"
                 pts = str(len(m.get("points", [])))

@@ -166,7 +166,8 @@ def crossover_summary(models: dict[str, dict[str, Model]], up_to: int) -> dict[s
         xs = crossovers(pair[MESH], pair[RR], up_to)
         out[key] = {"crossovers": [x.to_json() for x in xs],
                     "lower_everywhere": lower_everywhere(pair[MESH], pair[RR], up_to),
-                    "from": first_difference(pair[MESH], pair[RR], up_to), "up_to": up_to, "estimate": pair[MESH].kind == "fit"}
+                    "from": first_difference(pair[MESH], pair[RR], up_to), "up_to": up_to,
+                    "estimate": pair[MESH].kind == "fit"}
     return out
 
 

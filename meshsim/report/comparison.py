@@ -2,9 +2,9 @@
 the live migration and the cluster), comparison.json, comparison.png (measured medians against N) and
 scaling.png (measured points, model curves, what-if sizes marked).
 
-Owns `write_comparison(data, out)` and `comparison_markdown(data)`. Axes: linear ones start at 0; when
-what-if sizes stretch the range, both axes are logarithmic (they show ratios, so a 1 % difference stays
-a 1 % difference). matplotlib is optional: without it the markdown says so.
+Owns `write_comparison(data, out)` and `comparison_markdown(data)`; the plots are drawn by
+`meshsim.report.comparison_plots` (matplotlib is optional: without it the markdown says so). `data` is what
+`meshsim.run.compare` gathers; comparison.json is that dict (schema meshsim.comparison/v2).
 """
 
 from __future__ import annotations

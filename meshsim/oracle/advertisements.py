@@ -26,7 +26,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from meshsim.model.cluster import Cluster
 from meshsim.model.peering import Peering
-from meshsim.oracle.expected import _exportable, _is_client, _sessions
+from meshsim.oracle.expected import exportable, _is_client, _sessions
 
 RULE = ("one prefix over one session counts once; each node sends its best path to every peer its export "
         "rules allow (every route reflector's copy to every client counts); copies the receiver drops by "
@@ -84,7 +84,7 @@ class _Graph:
 
     def copies(self, origin: str, prefix: IPv4Network, check_filter: bool = True) -> Copies:
         """Copies of `prefix` originated by `origin` (breadth first, as `propagate`)."""
-        if check_filter and not _exportable(self.cluster, origin, prefix):
+        if check_filter and not exportable(self.cluster, origin, prefix):
             return Copies(0)
         sent = dropped = 0
         queue: deque[tuple[str, Peering, tuple[IPv4Address, ...]]] = deque(
@@ -106,7 +106,7 @@ class _Graph:
             reached.add(receiver)
             if recv.rr_cluster_id is None:
                 continue  # RFC 4271 §9.2: no iBGP re-advertisement without reflection
-            if check_filter and not _exportable(self.cluster, receiver, prefix):
+            if check_filter and not exportable(self.cluster, receiver, prefix):
                 continue
             from_client = _is_client(self.sessions, receiver, sender)
             for q in self.sessions.get(receiver, []):
@@ -129,7 +129,7 @@ def advertisements(cluster: Cluster) -> Advertisements:
     for origin in graph.names:
         by_node[origin] = 0
         for prefix in sorted(cluster.originated(origin)):
-            if not _exportable(cluster, origin, prefix):
+            if not exportable(cluster, origin, prefix):
                 continue
             by_node[origin] += 1
             cold = cold + graph.copies(origin, prefix, check_filter=False)

@@ -59,8 +59,11 @@ def _num(v: Any) -> float | None:
 
 
 def _usage(node: dict[str, Any], key: str) -> float:
-    engine = node.get("exabgp") or node.get("engine") or {}
-    return (_num(node.get(key)) or 0.0) + (_num(engine.get(key)) or 0.0)
+    """A node's CPU seconds or memory as its report states them (report v2: the node's own figure, its
+    share of its worker's for meshsim nodes, its daemon's for BIRD nodes)."""
+    engine = node.get("engine")
+    extra = engine.get(key) if isinstance(engine, dict) else None  # report v1 kept the engine apart
+    return (_num(node.get(key)) or 0.0) + (_num(extra) or 0.0)
 
 
 def run_figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +89,7 @@ def run_figures(report: dict[str, Any]) -> dict[str, Any]:
         "cold_established_s": _num(cold.get("time_to_established_s")),
         "cold_converged_s": _num(cold.get("time_to_converged_s")),
         "cold_updates_rx": _num(cold.get("updates_received")),
+        "cold_update_messages_rx": _num(cold.get("update_messages_received")),
         "updates_rx": _num((report.get("totals") or {}).get("updates_received")),
         "cpu_s": round(sum(_usage(n, "cpu_seconds") for n in nodes), 2) if nodes else None,
         "rss_mib": round(statistics.mean(rss), 1) if rss else None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from meshsim.oracle.expected import host_view
 from meshsim.model.cluster import Cluster
+from meshsim.model.loopback import loopback_addresses
 from meshsim.model.resources import IPPool
 
 
@@ -119,17 +120,8 @@ def pool_json(pool: IPPool) -> dict[str, Any]:
 
 def loopback_map(cluster: Cluster) -> dict[str, IPv4Address]:
     """Declared node address -> a 127.x address of its own: 192.168.0.81 -> 127.168.0.81 (the last three
-    octets), falling back to 127.255.<n>.<m> on a clash."""
-    out: dict[str, IPv4Address] = {}
-    used: set[IPv4Address] = set()
-    for i, node in enumerate(cluster.scenario.nodes):
-        o = node.address.packed
-        cand = IPv4Address(bytes([127, o[1], o[2], o[3]]))
-        if cand in used or o[3] in (0, 255) or cand == IPv4Address("127.0.0.1"):
-            cand = IPv4Address(f"127.255.{(i + 1) // 250}.{(i + 1) % 250 + 1}")
-        used.add(cand)
-        out[node.name] = cand
-    return out
+    octets), distinct for every node (meshsim.model.loopback: a clash takes the next free 127.254.x.y)."""
+    return loopback_addresses((n.name, n.address) for n in cluster.scenario.nodes)
 
 
 def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Path,

@@ -74,14 +74,19 @@ def bgp_route(prefix: IPv4Network, next_hop: IPv4Address, pool: IPPool | None, h
 
 
 def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapping[IPv4Address, str],
-               learned: Mapping[IPv4Network, IPv4Address], pools: Iterable[IPPool]) -> RouteTable:
+               learned: Mapping[IPv4Network, IPv4Address], pools: Iterable[IPPool],
+               static_routes: Iterable[IPv4Network] = (), reject: Iterable[IPv4Network] = ()) -> RouteTable:
     """A node's whole main table from its parts.
 
     `learned` maps each BGP best-path prefix to its next hop. A learned route for exactly the same
     destination as a local workload loses to the workload route (BIRD's kernel protocol does not
     replace Felix's route), and a learned route equal to an own block loses to the blackhole.
+    `static_routes` are confd's service routes (`route X blackhole` in bird_aggr.cfg) and `reject` its
+    reject CIDRs: calico_kernel_programming programs neither a static route nor a learned one inside
+    a reject CIDR (the service ranges), so only service /32s outside the ranges reach the kernel.
     """
     pools = tuple(pools)
+    reject = tuple(reject)
     routes: dict[IPv4Network, Route] = {}
     for r in host_routes(host):
         routes[r.dst] = r
@@ -90,9 +95,14 @@ def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapp
             routes[block] = blackhole_route(block)
     for ip, iface in workloads.items():
         routes[IPv4Network(ip)] = workload_route(ip, iface)
+    for static in static_routes:
+        if static not in routes and not any(static.subnet_of(r) for r in reject):
+            routes[static] = blackhole_route(static)
     for prefix, nh in learned.items():
         if prefix in routes:
             continue
+        if reject and any(prefix.subnet_of(r) for r in reject):
+            continue  # "Don't program static routes into kernel." (bird_ipam.cfg /rejectcidrs)
         pool = next((p for p in pools if prefix.subnet_of(p.cidr)), None)
         r = bgp_route(prefix, nh, pool, host)
         if r is not None:
@@ -107,6 +117,8 @@ class FelixAgent:
     host: HostView
     pools: tuple[IPPool, ...]
     blocks: frozenset[IPv4Network] = frozenset()
+    static_routes: tuple[IPv4Network, ...] = ()  # confd's service routes on this node
+    reject: tuple[IPv4Network, ...] = ()  # confd's reject CIDRs (the service ranges)
     workloads: dict[IPv4Address, str] = field(default_factory=dict)
     learned: dict[IPv4Network, IPv4Address] = field(default_factory=dict)
     table: RouteTable = field(default_factory=RouteTable)
@@ -128,7 +140,7 @@ class FelixAgent:
 
     def desired(self) -> RouteTable:
         return node_table(self.host, blocks=self.blocks, workloads=self.workloads, learned=self.learned,
-                          pools=self.pools)
+                          pools=self.pools, static_routes=self.static_routes, reject=self.reject)
 
     def apply(self, now: float) -> RouteDelta:
         """Program the desired table (RouteTable.SetRoutes + Apply in Felix's terms)."""

@@ -37,7 +37,7 @@ from meshsim.agent.config import LocalState, NodeConfig, PeerConfig
 from meshsim.report.calicoctl import StatusRow, node_status
 from meshsim.bgp.rib import PeerInfo
 from meshsim.bgp.speaker import (Announce, BestChanged, Dropped, Originate, PeerDown, PeerUp, RouteReceived, RouteWithdrawn,
-                      Speaker, SpeakerConfig, Withdraw)
+                      Speaker, Withdraw)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -80,19 +80,14 @@ class NodeAgent(VersionedState):
         self.log = get_logger(node=config.name)
         self.address = IPv4Address(config.address)
         pools = config.ip_pools()
-        self.speaker_config = SpeakerConfig(
-            router_id=self.address, local_as=config.asn,
-            cluster_id=IPv4Address(config.cluster_id) if config.cluster_id else None,
-            exportable_pools=tuple(p.cidr for p in pools if p.exported),
-            affine_blocks=tuple(IPv4Network(b) for b in config.local.affine),
-        )
+        self.speaker_config = config.speaker_config()  # model-import: filters, communities, service routes
         self.peers_by_session: dict[IPv4Address, PeerConfig] = {}
         self.sessions: dict[str, Session] = {}
         self.speaker = Speaker(self.speaker_config, self._peer_infos(config.peers))
         self._set_peers_state(config.peers)
         host = HostView(name=config.name, address=self.address, subnet=IPv4Network(config.subnet),
                         interface=config.interface, gateway=IPv4Address(config.gateway))
-        self.felix = FelixAgent(host=host, pools=pools)
+        self.felix = FelixAgent(host=host, pools=pools, **config.local.felix_routes())
         self.local = config.local
         self._init_versioned()
         self.commands: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -113,8 +108,8 @@ class NodeAgent(VersionedState):
 
     # -- configuration -----------------------------------------------------------------------
     def _peer_infos(self, peers: tuple[PeerConfig, ...]) -> list[PeerInfo]:
-        return [PeerInfo(name=p.name, address=IPv4Address(p.address), router_id=IPv4Address(p.address), asn=p.asn,
-                         rr_client=p.rr_client) for p in peers]
+        table = self.config.filter_table()  # model-import: BGPFilters, next hop keep, allow local as
+        return [p.peer_info(table) for p in peers]
 
     def _set_peers_state(self, peers: tuple[PeerConfig, ...]) -> None:
         self.peers_by_session = {IPv4Address(p.session_address): p for p in peers}
@@ -311,8 +306,9 @@ class NodeAgent(VersionedState):
     # -- local state from the datastore ---------------------------------------------------------------
     def _apply_local(self, local: LocalState, now: float) -> None:
         self.local = local
-        cfg = replace(self.speaker.config, affine_blocks=tuple(IPv4Network(b) for b in local.affine))
-        self._outputs(self.speaker.set_config(cfg))
+        self._outputs(self.speaker.set_config(self.config.speaker_config(local)))  # model-import
+        routes = local.felix_routes()
+        self.felix.static_routes, self.felix.reject = routes["static_routes"], routes["reject"]
         self._outputs(self.speaker.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now))
         self.felix.set_local([IPv4Network(b) for b in local.blocks],
                              {IPv4Address(ip): iface for ip, iface in local.workloads})
@@ -335,9 +331,7 @@ class NodeAgent(VersionedState):
         for s in removed:
             if s.state == "up":
                 self._session_down(s, now, "peer removed", flap=False)  # deconfigured: lost, not a flap
-        cfg = replace(self.speaker.config, cluster_id=IPv4Address(cluster_id) if cluster_id else None,
-                      exportable_pools=tuple(p.cidr for p in ip_pools if p.exported))
-        self._outputs(self.speaker.set_config(cfg))
+        self._outputs(self.speaker.set_config(self.config.speaker_config(self.local)))  # model-import
         self._outputs(self.speaker.set_peers(self._peer_infos(peers)))
         self._set_peers_state(peers)
         self.felix.pools = ip_pools

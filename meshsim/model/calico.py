@@ -181,7 +181,7 @@ def node(doc: Doc, origin: Origin, reading: Reading) -> Node | None:
                 ipip_tunnel_address=tunnel_address(doc, "spec.bgp.ipv4IPIPTunnelAddr"), origin=origin)
 
 
-def tunnel_address(doc: Doc, fieldpath: str) -> IPv4Address | None:
+def tunnel_address(doc: Doc, fieldpath: "str | tuple[str, ...]") -> IPv4Address | None:
     """ipv4IPIPTunnelAddr: an address (Calico also writes it as a /32)."""
     value = doc.raw(fieldpath)
     if value is None or value == "":

@@ -48,7 +48,7 @@ def _annotations(doc: Doc) -> dict[str, Any]:
 def k8s_node(doc: Doc, origin: Origin, reading: Reading) -> Node | None:
     name = metadata(doc)
     annotations = _annotations(doc)
-    field = f"metadata.annotations.{ANNOTATION_IPV4}"
+    field = ("metadata", "annotations", ANNOTATION_IPV4)  # annotation keys hold dots: tuple paths
     if annotations.get(ANNOTATION_IPV4) in (None, ""):
         reading.no_bgp_nodes.append(name)
         return None
@@ -61,7 +61,7 @@ def k8s_node(doc: Doc, origin: Origin, reading: Reading) -> Node | None:
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise doc.error(f"metadata.annotations.{ANNOTATION_LABELS}", "is not a JSON object of labels",
+            raise doc.error(("metadata", "annotations", ANNOTATION_LABELS), "is not a JSON object of labels",
                             expected='{"key": "value", ...}', got=calico_labels)
         labels.update(parsed)
     labels.update(doc.labels("metadata.labels"))
@@ -70,14 +70,15 @@ def k8s_node(doc: Doc, origin: Origin, reading: Reading) -> Node | None:
         text = annotations[ANNOTATION_ASN]
         asn = _asn(text)
         if asn is None:
-            raise doc.error(f"metadata.annotations.{ANNOTATION_ASN}", "is not an AS number",
+            raise doc.error(("metadata", "annotations", ANNOTATION_ASN), "is not an AS number",
                             expected="an integer 1..4294967295 or the dotted form 1.10", got=text)
     cluster_id = None
     if annotations.get(ANNOTATION_CLUSTER_ID) not in (None, ""):
-        cluster_id = doc.parse_address(f"metadata.annotations.{ANNOTATION_CLUSTER_ID}", annotations[ANNOTATION_CLUSTER_ID])
+        cluster_id = doc.parse_address(("metadata", "annotations", ANNOTATION_CLUSTER_ID),
+                                       annotations[ANNOTATION_CLUSTER_ID])
+    tunnel = tunnel_address(doc, ("metadata", "annotations", ANNOTATION_TUNNEL))
     return Node(name=name, address=address, subnet=subnet, labels=tuple(sorted(labels.items())), asn=asn,
-                rr_cluster_id=cluster_id, ipip_tunnel_address=tunnel_address(doc, f"metadata.annotations.{ANNOTATION_TUNNEL}")
-                if annotations.get(ANNOTATION_TUNNEL) not in (None, "") else None, origin=origin)
+                rr_cluster_id=cluster_id, ipip_tunnel_address=tunnel, origin=origin)
 
 
 def _asn(text: Any) -> int | None:
@@ -123,12 +124,12 @@ def pod(doc: Doc, origin: Origin, reading: Reading) -> WorkloadEndpoint | None:
     elif annotations.get(ANNOTATION_POD_IPS) not in (None, ""):
         value = annotations[ANNOTATION_POD_IPS]
         if not isinstance(value, str):
-            raise doc.error(f"metadata.annotations.{ANNOTATION_POD_IPS}", "must be a string", got=value)
-        texts += [(f"metadata.annotations.{ANNOTATION_POD_IPS}", ip.strip()) for ip in value.split(",")]
+            raise doc.error(("metadata", "annotations", ANNOTATION_POD_IPS), "must be a string", got=value)
+        texts += [(("metadata", "annotations", ANNOTATION_POD_IPS), ip.strip()) for ip in value.split(",")]
     elif annotations.get(ANNOTATION_POD_IP) not in (None, ""):
-        texts.append((f"metadata.annotations.{ANNOTATION_POD_IP}", annotations[ANNOTATION_POD_IP]))
+        texts.append((("metadata", "annotations", ANNOTATION_POD_IP), annotations[ANNOTATION_POD_IP]))
     nets = []
-    for fieldpath, text in texts:
+    for fieldpath, text in texts:  # fieldpath: text or a tuple path
         if is_ipv6(text):
             reading.ipv6["Pod address"] += 1
             continue
@@ -145,7 +146,7 @@ def pod(doc: Doc, origin: Origin, reading: Reading) -> WorkloadEndpoint | None:
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 
 
-def _ipv4_list(doc: Doc, fieldpath: str, reading: Reading, what: str) -> tuple[IPv4Address, ...]:
+def _ipv4_list(doc: Doc, fieldpath: str, reading: Reading, what: str) -> tuple[IPv4Address, ...]:  # noqa: D103
     out = []
     for i, ip in enumerate(doc.sequence(fieldpath)):
         if is_ipv6(ip):
@@ -171,6 +172,8 @@ def service(doc: Doc, origin: Origin, reading: Reading) -> Service:
         if is_ipv6(ip):
             reading.ipv6["Service address"] += 1
             continue
+        if isinstance(ip, str) and ip.endswith("/32"):
+            ip = ip[:-3]
         ingress.append(doc.parse_address(f"status.loadBalancer.ingress.{i}.ip", ip))
     return Service(
         name=name, namespace=namespace, type=kind, cluster_ip=cluster_ip,

@@ -32,6 +32,8 @@ _REPR.maxlevel = 3
 def shown(value: Any) -> str:
     """`repr(value)` for a message, never longer than about MAX_SHOWN characters (reprlib: without building the
     whole repr of a huge value first)."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return repr(value[:MAX_SHOWN]) + f"... [{len(value) - MAX_SHOWN} more characters]"
     text = _REPR.repr(value)
     if len(text) > MAX_SHOWN + 20:
         text = text[:MAX_SHOWN] + f"... [{len(text) - MAX_SHOWN} more characters]"
@@ -42,7 +44,11 @@ MAX_TEXT = 400  # characters of a message or expectation
 
 
 def clipped(text: str, limit: int = MAX_TEXT) -> str:
-    """A long message or expectation (e.g. "one of" 2,000 node names) cut to `limit` characters with a marker."""
+    """A long message or expectation (e.g. "one of" 2,000 node names) cut to `limit` characters with a marker,
+    control characters (a key holding a newline) escaped, so an error stays one line."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) <= limit + 20:
         return text
     return text[:limit] + f"... [{len(text) - limit} more characters]"

@@ -268,10 +268,15 @@ def parse_documents(text: str, where: str = "<text>") -> list["Doc"]:
             docs.append(Doc(where, index, data, table, line=line))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
         raise ScenarioError(where, f"YAML syntax error: {problem}", line=mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+        raise ScenarioError(where, f"YAML syntax error: unacceptable character #x{exc.character:04x}"
+                            if isinstance(exc.character, int) else "YAML syntax error: unacceptable character",
+                            line=line, expected="printable text (no control characters)") from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(where, f"YAML syntax error: {str(exc)[:200]}") from None
+        raise ScenarioError(where, "YAML syntax error: " + " ".join(str(exc).split())[:200]) from None
     except RecursionError:
         raise ScenarioError(where, "the YAML nests too deeply to read", expected="a Calico or meshsim resource") from None
     finally:

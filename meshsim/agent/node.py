@@ -379,7 +379,8 @@ class NodeAgent(VersionedState):
             return {"next_hop": str(a.next_hop), "local_pref": a.local_pref, "as_path": list(a.as_path),
                     "origin": a.origin.name.lower(), "med": a.med,
                     "originator_id": str(a.originator_id) if a.originator_id else None,
-                    "cluster_list": [str(c) for c in a.cluster_list]}
+                    "cluster_list": [str(c) for c in a.cluster_list],
+                    "communities": list(a.communities)}  # model-import
 
         return {
             "adj_rib_in": {name: {str(p): {**attrs(path.attrs)} for p, path in self.speaker.adj_rib_in(name).items()}

@@ -175,7 +175,20 @@ def bgp_attrs(route: BirdRoute) -> dict[str, Any]:
     return {"next_hop": route.attr("BGP.next_hop") or (route.via[0][0] if route.via else None),
             "local_pref": int(lp) if lp and lp.isdigit() else None, "as_path": as_path,
             "origin": (route.attr("BGP.origin") or "").lower() or None, "med": int(med) if med and med.isdigit() else None,
-            "originator_id": route.attr("BGP.originator_id"), "cluster_list": cl}
+            "originator_id": route.attr("BGP.originator_id"), "cluster_list": cl, "communities": communities(route)}
+
+
+_COMMUNITY_RE = re.compile(r"\(\s*(\d+)\s*,\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+def communities(route: BirdRoute) -> list[str]:
+    """`BGP.community: (64512,100) (65000,7)` and `BGP.large_community: (64512, 300, 1)` as "a:b" / "a:b:c",
+    standard before large, each sorted numerically (meshsim.bgp.filters.community_key)."""
+    out = []
+    for key in ("BGP.community", "BGP.large_community"):
+        for m in _COMMUNITY_RE.finditer(route.attr(key) or ""):
+            out.append(":".join(g for g in m.groups() if g is not None))
+    return sorted(set(out), key=lambda c: (c.count(":"), *(int(p) for p in c.split(":"))))
 
 
 def split_reply(raw_lines: Iterable[str]) -> tuple[str, int | None]:
@@ -198,4 +211,4 @@ def split_reply(raw_lines: Iterable[str]) -> tuple[str, int | None]:
 
 
 __all__ = ["ProtocolRow", "ProtocolDetail", "BirdRoute", "parse_protocols", "parse_protocols_all", "parse_routes",
-           "bgp_attrs", "split_reply"]
+           "bgp_attrs", "communities", "split_reply"]

@@ -6,6 +6,7 @@ BlockAffinity, IPAMBlock, IPAMHandle, IPReservation, WorkloadEndpoint, Service, 
 Timers, Event, ScenarioSpec; LoadWarning) and `Scenario`. Field names and defaults follow Calico's API
 (api/pkg/apis/projectcalico/v3, libcalico-go/lib/apis/v3, v3.28). Reading them is `meshsim.model.loader`
 (`load_scenario` here is its entry point, kept for the many callers that import it from this module).
+Longer than most modules on purpose: it is the one place every resource type is declared, field by field.
 Pure: no asyncio, no clock.
 """
 

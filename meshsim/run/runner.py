@@ -268,7 +268,11 @@ def main(args: Any) -> int:
         from meshsim.fabric.netns import check_isolation, fabric_factory
 
         isolation = getattr(args, "isolation", "loopback")
-        check_isolation(load_scenario(args.files), isolation)
+        from meshsim.cli import print_warnings  # model-import: what the load read past, on stderr
+
+        scenario = load_scenario(args.files)
+        print_warnings(scenario)
+        check_isolation(scenario, isolation)
         factory = fabric_factory(isolation, getattr(args, "dataplane", "sim"), bgp_port=args.port)
         return await run_scenario(args.files, out=out, bgp_port=args.port, timeout=args.timeout,
                                   keep_running=args.keep_running, fabric_factory=factory,

@@ -180,6 +180,32 @@ async def test_mixed_tor_learns_services_and_a_filter_keeps_the_pool_off_it(clus
                    for name, routes in node2["adj_rib_in"].items() for p, e in routes.items() if p == "10.96.0.0/12")
 
 
+@NEEDS_GOBGP
+async def test_mixed_keep_original_next_hop_toward_an_ebgp_tor(cluster_of, netns_harness):
+    """With keepOriginalNextHop, every node hands the eBGP ToR each block with its owner's address as next hop
+    (`next hop keep`), BIRD and meshsim nodes alike; without it each would put itself."""
+    peer = calico("BGPPeer", "tor", f"{{peerIP: {TOR[0]}, asNumber: {TOR[1]}, keepOriginalNextHop: true}}")
+    cluster = cluster_of(scenario("keep-nh", {"node1": "meshsim", "node2": "bird", "node3": "meshsim"}, extra=(peer,)))
+    owners = {str(b): str(cluster.scenario.node(n).address) for n in ("node1", "node2", "node3")
+              for b in cluster.affine_blocks(n)}
+    want = expected_external(cluster)[cluster.scenario.peers[0].peer_ip]
+    assert all(r.attrs.next_hop == cluster.scenario.node(
+        next(n for n in ("node1", "node2", "node3") if p in cluster.affine_blocks(n))).address
+               for p, routes in want.items() for r in routes)
+    h = netns_harness(cluster)
+    async with asyncio.timeout(120):
+        await h.start()
+        await converge_and_compare(h, cluster, ["node2"])
+        rib = await wait_for_tor(h.fabric, set(owners))
+        for _ in range(20):  # every node's copy of every block
+            if all(len(rib.get(p, [])) == 3 for p in owners):
+                break
+            await asyncio.sleep(0.5)
+            rib = await tor_rib(h.fabric)
+        for prefix, owner in owners.items():
+            assert [p["next_hop"] for p in rib[prefix]] == [owner] * 3, (prefix, rib[prefix])
+
+
 async def test_mixed_local_service_is_a_slash32_from_the_node_with_its_endpoint(cluster_of, netns_harness):
     """A LoadBalancer Service with externalTrafficPolicy Local whose endpoint runs on the BIRD node: its /32 (a
     single-address serviceLoadBalancerIPs entry, so no reject CIDR covers it) is blackholed by BIRD on node2 and

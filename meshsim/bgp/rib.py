@@ -205,11 +205,24 @@ def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path,
     of paths with an empty AS_PATH; without it every path is treated as internal.
     The result does not depend on the order of `paths`.
     """
-    candidates = sorted(set(paths), key=_stable_key)
+    return _select(list(dict.fromkeys(paths)), local_as)
+
+
+def _select(candidates: Sequence[Path], local_as: int | None) -> tuple[Path, Reason] | None:
+    """`best_path` of distinct paths. Elimination keeps, at each step, the candidates no other one beats, so
+    the winner does not depend on the order; two candidates (the common case of a prefix learned twice) need
+    only one comparison per step, since every comparator is antisymmetric."""
     if not candidates:
         return None
     if len(candidates) == 1:
         return candidates[0], Reason.ONLY_PATH
+    if len(candidates) == 2:
+        a, b = candidates
+        for reason, compare in BEST_PATH_STEPS:
+            c = compare(a, b, local_as)
+            if c:
+                return (a if c < 0 else b), reason
+        return min(candidates, key=_stable_key), Reason.PEER_ADDRESS
     for reason, compare in BEST_PATH_STEPS:
         survivors = [
             p for p in candidates if not any(compare(q, p, local_as) < 0 for q in candidates)
@@ -218,7 +231,7 @@ def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path,
             return survivors[0], reason
         candidates = survivors
     # Only identical (source, path id) pairs remain (cannot happen in a LocRib, which keys by them).
-    return candidates[0], Reason.PEER_ADDRESS
+    return min(candidates, key=_stable_key), Reason.PEER_ADDRESS
 
 
 # --------------------------------------------------------------------------------------
@@ -351,7 +364,8 @@ class LocRib:
 
     def _recompute(self, prefix: IPv4Network) -> list[BestChanged]:
         old = self._best.get(prefix)
-        result = best_path(tuple(self._candidates.get(prefix, {}).values()), self.local_as)
+        cands = self._candidates.get(prefix)
+        result = _select(tuple(cands.values()), self.local_as) if cands else None
         if result is None:
             self._best.pop(prefix, None)
         else:

@@ -365,30 +365,32 @@ class Speaker:
 
     def _sync_prefix(self, prefix: IPv4Network, add_path_only: bool = False) -> list[Output]:
         """Sync every established peer (or only the ADD-PATH ones) for one prefix."""
-        view = _PrefixExport(prefix, self._locrib)
         targets = self._add_path_up if add_path_only else self._up
-        if self._ctx.cluster_id is None and not self._out_ids.get(prefix) and self._split_horizon(view):
+        if self._ctx.cluster_id is None and not self._out_ids.get(prefix) and self._split_horizon(prefix):
             # iBGP split horizon (RFC 4271 §9.2): no path of the prefix may go to an iBGP peer, and no
             # Adj-RIB-Out holds the prefix to withdraw: only eBGP peers need a look.
             targets = [s for s in self._ebgp_up if s.add_path] if add_path_only else self._ebgp_up
         out: list[Output] = []
-        for state in targets:
-            if not state.deferred:
-                out += self._sync_peer(state, view)
+        if targets:
+            view = _PrefixExport(prefix, self._locrib)
+            for state in targets:
+                if not state.deferred:
+                    out += self._sync_peer(state, view)
         return out
 
-    def _split_horizon(self, view: _PrefixExport) -> bool:
+    def _split_horizon(self, prefix: IPv4Network) -> bool:
         """True when every path an iBGP peer could get for the prefix is iBGP-learned (we are no reflector):
         the best path without ADD-PATH peers, else every candidate."""
         local_as = self._config.local_as
-        best = view.best()
+        best = self._locrib.best(prefix)
         if best is None:
             return True
-        if best[1].source is None or best[1].source.asn != local_as:
+        source = best[0].source
+        if source is None or source.asn != local_as:
             return False
         if not self._add_path_up:
             return True
-        return all(p.source is not None and p.source.asn == local_as for _, p in view.all())
+        return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
 
     def _sync_all(self, state: _PeerState) -> list[Output]:
         out: list[Output] = []
@@ -416,11 +418,11 @@ class Speaker:
         out: list[Output] = []
         sent_ids = self._out_ids.get(prefix)
         if sent_ids:
-            for path_id in sorted(sent_ids):
-                if path_id not in wanted and rib_out.pop((prefix, path_id), None) is not None:
-                    self._out_release(prefix, path_id)
-                    state.counters.withdrawals_sent += 1
-                    out.append(Withdraw(name, prefix, path_id))
+            for path_id in [i for i in sent_ids if i not in wanted and (prefix, i) in rib_out]:
+                del rib_out[(prefix, path_id)]
+                self._out_release(prefix, path_id)
+                state.counters.withdrawals_sent += 1
+                out.append(Withdraw(name, prefix, path_id))
         for path_id, attrs in wanted.items():
             key = (prefix, path_id)
             sent = rib_out.get(key)

@@ -1,7 +1,7 @@
 """The sans-IO BGP speaker of one meshsim node: events in, outputs out.
 
 Owns: `SpeakerConfig` and `Speaker`, which holds the Adj-RIBs-In, the Loc-RIB and an Adj-RIB-Out
-per established peer so only changes go out. Its events and outputs (`PeerUp`, `RouteReceived`, ...,
+per established peer so only changes go out (the per-peer diff is meshsim.bgp.exports). Its events and outputs (`PeerUp`, `RouteReceived`, ...,
 `Announce`, `Withdraw`, `BestChanged`, `Dropped`) live in meshsim.bgp.events and are re-exported here.
 ADD-PATH (RFC 7911) as BIRD's `add paths on`: paths are kept per (neighbour, received path id); a peer
 whose session negotiated ADD-PATH send gets every path of a prefix the export rules allow, each with
@@ -14,14 +14,15 @@ The router (meshsim.bgp.router) turns Announce/Withdraw into UPDATE messages.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeVar
 
 from meshsim.bgp.events import (Announce, Dropped, EndOfRibReceived, Event, FlushStale, Originate, Output,
                                 PeerCounters, PeerDown, PeerUp, RefreshRequested, RouteReceived, RouteWithdrawn,
                                 Withdraw)
-from meshsim.bgp.policy import ExportContext, Memo, export, import_check, normalize_import
+from meshsim.bgp.exports import OutIndex, PeerState, PrefixExport, sync_peer
+from meshsim.bgp.policy import ExportContext, import_check, normalize_import
 from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PathKey, PeerInfo, Reason
 from meshsim.bgp.types import PathAttrs
 
@@ -70,60 +71,6 @@ class SpeakerConfig:
         )
 
 
-@dataclass
-class _PeerState:
-    info: PeerInfo
-    established_since: float | None = None
-    rib_in: AdjRibIn = field(init=False)
-    rib_out: dict[PathKey, PathAttrs] = field(default_factory=dict)
-    """What the peer was told: (prefix, path id sent) -> attributes; the id is 0 without ADD-PATH send."""
-    counters: PeerCounters = field(default_factory=PeerCounters)
-    stale: set[PathKey] = field(default_factory=set)
-    """Paths of `rib_in` kept from a session that went down gracefully, not re-announced yet."""
-    deferred: bool = False
-    """Exports to this peer wait for the end of our graceful-restart recovery."""
-    add_path: bool = False
-    """The current session negotiated ADD-PATH send: the peer gets every exportable path, not only the best."""
-
-    def __post_init__(self) -> None:
-        self.rib_in = AdjRibIn(self.info)
-
-    @property
-    def established(self) -> bool:
-        return self.established_since is not None
-
-
-class _PrefixExport:
-    """One prefix being exported to many peers: its best path and candidates with their route-source ids,
-    looked up once, and one policy memo per path (meshsim.bgp.policy.export_decision)."""
-
-    __slots__ = ("prefix", "_locrib", "_best", "_all", "memos")
-
-    def __init__(self, prefix: IPv4Network, locrib: LocRib) -> None:
-        self.prefix = prefix
-        self._locrib = locrib
-        self._best: tuple[int, Path] | None | bool = False  # False: not looked up yet
-        self._all: list[tuple[int, Path]] | None = None
-        self.memos: dict[int, Memo] = {}
-
-    def best(self) -> tuple[int, Path] | None:
-        if self._best is False:
-            entry = self._locrib.best(self.prefix)
-            self._best = (self._locrib.source_id(entry[0]), entry[0]) if entry else None
-        return self._best  # type: ignore[return-value]
-
-    def all(self) -> list[tuple[int, Path]]:
-        if self._all is None:
-            self._all = self._locrib.sourced(self.prefix)
-        return self._all
-
-    def memo(self, source_id: int) -> Memo:
-        memo = self.memos.get(source_id)
-        if memo is None:
-            memo = self.memos[source_id] = {}
-        return memo
-
-
 class Speaker:
     """One node's BGP speaker. Feed it events with `handle(event, now)`; act on the
     outputs it returns, in order. It never performs I/O and never reads a clock.
@@ -140,17 +87,17 @@ class Speaker:
     def __init__(self, config: SpeakerConfig, peers: Iterable[PeerInfo] = ()) -> None:
         self._config = config
         self._ctx = config.export_context()
-        self._peers: dict[str, _PeerState] = {}
+        self._peers: dict[str, PeerState] = {}
         self._locrib = LocRib(config.local_as)
         self._originated: frozenset[IPv4Network] = frozenset()
-        self._up: list[_PeerState] = []  # established peers, by name (the export fan-out)
-        self._ebgp_up: list[_PeerState] = []
-        self._add_path_up: list[_PeerState] = []
-        self._out_ids: dict[IPv4Network, dict[int, int]] = {}  # prefix -> path id -> how many Adj-RIBs-Out hold it
+        self._up: list[PeerState] = []  # established peers, by name (the export fan-out)
+        self._ebgp_up: list[PeerState] = []
+        self._add_path_up: list[PeerState] = []
+        self._out = OutIndex()
         for peer in peers:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
-            self._peers[peer.name] = _PeerState(peer)
+            self._peers[peer.name] = PeerState(peer)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -173,7 +120,7 @@ class Speaker:
         for name, info in sorted(wanted.items()):
             state = self._peers.get(name)
             if state is None:
-                self._peers[name] = _PeerState(info)
+                self._peers[name] = PeerState(info)
             elif state.info != info:
                 state.info = info
                 changed = True
@@ -274,20 +221,10 @@ class Speaker:
         self._ebgp_up = [s for s in self._up if s.info.asn != self._config.local_as]
         self._add_path_up = [s for s in self._up if s.add_path]
 
-    def _clear_out(self, state: _PeerState) -> None:
+    def _clear_out(self, state: PeerState) -> None:
         for prefix, path_id in state.rib_out:
-            self._out_release(prefix, path_id)
+            self._out.release(prefix, path_id)
         state.rib_out.clear()
-
-    def _out_release(self, prefix: IPv4Network, path_id: int) -> None:
-        ids = self._out_ids[prefix]
-        n = ids[path_id] - 1
-        if n:
-            ids[path_id] = n
-        else:
-            del ids[path_id]
-            if not ids:
-                del self._out_ids[prefix]
 
     # -- graceful restart of this node (bird -R) ---------------------------------------------------
 
@@ -366,16 +303,16 @@ class Speaker:
     def _sync_prefix(self, prefix: IPv4Network, add_path_only: bool = False) -> list[Output]:
         """Sync every established peer (or only the ADD-PATH ones) for one prefix."""
         targets = self._add_path_up if add_path_only else self._up
-        if self._ctx.cluster_id is None and not self._out_ids.get(prefix) and self._split_horizon(prefix):
+        if self._ctx.cluster_id is None and not self._out.get(prefix) and self._split_horizon(prefix):
             # iBGP split horizon (RFC 4271 §9.2): no path of the prefix may go to an iBGP peer, and no
             # Adj-RIB-Out holds the prefix to withdraw: only eBGP peers need a look.
             targets = [s for s in self._ebgp_up if s.add_path] if add_path_only else self._ebgp_up
         out: list[Output] = []
         if targets:
-            view = _PrefixExport(prefix, self._locrib)
+            view = PrefixExport(prefix, self._locrib)
             for state in targets:
                 if not state.deferred:
-                    out += self._sync_peer(state, view)
+                    out += sync_peer(state, view, self._ctx, self._out)
         return out
 
     def _split_horizon(self, prefix: IPv4Network) -> bool:
@@ -392,50 +329,10 @@ class Speaker:
             return True
         return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
 
-    def _sync_all(self, state: _PeerState) -> list[Output]:
+    def _sync_all(self, state: PeerState) -> list[Output]:
         out: list[Output] = []
         for prefix in self._locrib.prefixes():
-            out += self._sync_peer(state, _PrefixExport(prefix, self._locrib))
-        return out
-
-    def _sync_peer(self, state: _PeerState, view: _PrefixExport) -> list[Output]:
-        """Bring one peer's Adj-RIB-Out for one prefix in line with the Loc-RIB: every exportable path with
-        its route-source id (ADD-PATH send), or the best path with id 0."""
-        info, ctx = state.info, self._ctx
-        wanted: dict[int, PathAttrs] = {}
-        if state.add_path:
-            for source_id, path in view.all():
-                attrs = export(path, info, ctx, view.memo(source_id))
-                if attrs is not None:
-                    wanted[source_id] = attrs
-        else:
-            best = view.best()
-            if best is not None:
-                attrs = export(best[1], info, ctx, view.memo(best[0]))
-                if attrs is not None:
-                    wanted[0] = attrs
-        prefix, rib_out, name = view.prefix, state.rib_out, info.name
-        out: list[Output] = []
-        sent_ids = self._out_ids.get(prefix)
-        if sent_ids:
-            for path_id in [i for i in sent_ids if i not in wanted and (prefix, i) in rib_out]:
-                del rib_out[(prefix, path_id)]
-                self._out_release(prefix, path_id)
-                state.counters.withdrawals_sent += 1
-                out.append(Withdraw(name, prefix, path_id))
-        for path_id, attrs in wanted.items():
-            key = (prefix, path_id)
-            sent = rib_out.get(key)
-            if sent is attrs or sent == attrs:
-                continue
-            if sent is None:
-                ids = self._out_ids.get(prefix)
-                if ids is None:
-                    ids = self._out_ids[prefix] = {}
-                ids[path_id] = ids.get(path_id, 0) + 1
-            rib_out[key] = attrs
-            state.counters.updates_sent += 1
-            out.append(Announce(name, prefix, attrs, path_id))
+            out += sync_peer(state, PrefixExport(prefix, self._locrib), self._ctx, self._out)
         return out
 
     def _rebuild(self) -> list[Output]:
@@ -466,7 +363,7 @@ class Speaker:
         locrib.sources.prune()
         self._locrib = locrib
         new = locrib.snapshot()
-        affected: set[IPv4Network] = set(old) | set(new) | set(self._out_ids)
+        affected: set[IPv4Network] = set(old) | set(new) | set(self._out.prefixes())
         for prefix in sorted(affected):
             before = old.get(prefix)
             after = new.get(prefix)
@@ -479,7 +376,7 @@ class Speaker:
 
     # -- introspection -------------------------------------------------------------------
 
-    def _state(self, peer_name: str) -> _PeerState:
+    def _state(self, peer_name: str) -> PeerState:
         state = self._peers.get(peer_name)
         if state is None:
             # KeyError, not meshsim.errors.NotFoundError: that module does not import yet

@@ -17,7 +17,7 @@ from meshsim.bgp.policy import ExportContext, Memo, export
 from meshsim.bgp.rib import AdjRibIn, LocRib, Path, PathKey, PeerInfo
 from meshsim.bgp.types import PathAttrs
 
-__all__ = ["OutIndex", "PeerState", "PrefixExport", "sync_peer"]
+__all__ = ["MemoCache", "OutIndex", "PeerState", "PrefixExport", "sync_peer"]
 
 
 @dataclass
@@ -55,11 +55,12 @@ class OutIndex:
     def get(self, prefix: IPv4Network) -> dict[int, int] | None:
         return self._ids.get(prefix)
 
-    def add(self, prefix: IPv4Network, path_id: int) -> None:
+    def add(self, prefix: IPv4Network, path_id: int) -> dict[int, int]:
         ids = self._ids.get(prefix)
         if ids is None:
             ids = self._ids[prefix] = {}
         ids[path_id] = ids.get(path_id, 0) + 1
+        return ids
 
     def release(self, prefix: IPv4Network, path_id: int) -> None:
         ids = self._ids[prefix]
@@ -75,18 +76,25 @@ class OutIndex:
         return list(self._ids)
 
 
+MemoCache = dict[tuple[IPv4Network, int], tuple[Path, Memo]]
+"""(prefix, route-source id) -> (the candidate, its policy memo): kept by the speaker across exports, valid while
+that very Path object is the candidate and the export context stays (the speaker clears it on reconfiguration)."""
+
+
 class PrefixExport:
     """One prefix being exported to many peers: its best path and candidates with their route-source ids,
-    looked up once, and one policy memo per path (meshsim.bgp.policy.export_decision)."""
+    looked up once; the policy memo of each path (meshsim.bgp.policy.export_decision), from `memos` while the
+    path is unchanged; and which path ids some Adj-RIB-Out holds."""
 
-    __slots__ = ("prefix", "_locrib", "_best", "_all", "memos")
+    __slots__ = ("prefix", "_locrib", "_best", "_all", "_memos", "_sent")
 
-    def __init__(self, prefix: IPv4Network, locrib: LocRib) -> None:
+    def __init__(self, prefix: IPv4Network, locrib: LocRib, memos: MemoCache) -> None:
         self.prefix = prefix
         self._locrib = locrib
         self._best: tuple[int, Path] | None | bool = False  # False: not looked up yet
         self._all: list[tuple[int, Path]] | None = None
-        self.memos: dict[int, Memo] = {}
+        self._memos = memos
+        self._sent: dict[int, int] | None | bool = False
 
     def best(self) -> tuple[int, Path] | None:
         if self._best is False:
@@ -99,11 +107,20 @@ class PrefixExport:
             self._all = self._locrib.sourced(self.prefix)
         return self._all
 
-    def memo(self, source_id: int) -> Memo:
-        memo = self.memos.get(source_id)
-        if memo is None:
-            memo = self.memos[source_id] = {}
-        return memo
+    def memo(self, source_id: int, path: Path) -> Memo:
+        key = (self.prefix, source_id)
+        entry = self._memos.get(key)
+        if entry is None or entry[0] is not path:
+            entry = self._memos[key] = (path, {})
+        return entry[1]
+
+    def sent_ids(self, index: OutIndex) -> dict[int, int] | None:
+        if self._sent is False:
+            self._sent = index.get(self.prefix)
+        return self._sent  # type: ignore[return-value]
+
+    def add_sent(self, index: OutIndex, path_id: int) -> None:
+        self._sent = index.add(self.prefix, path_id)
 
 
 def sync_peer(state: PeerState, view: PrefixExport, ctx: ExportContext, index: OutIndex) -> list[Output]:
@@ -114,18 +131,18 @@ def sync_peer(state: PeerState, view: PrefixExport, ctx: ExportContext, index: O
     wanted: dict[int, PathAttrs] = {}
     if state.add_path:
         for source_id, path in view.all():
-            attrs = export(path, info, ctx, view.memo(source_id))
+            attrs = export(path, info, ctx, view.memo(source_id, path))
             if attrs is not None:
                 wanted[source_id] = attrs
     else:
         best = view.best()
         if best is not None:
-            attrs = export(best[1], info, ctx, view.memo(best[0]))
+            attrs = export(best[1], info, ctx, view.memo(best[0], best[1]))
             if attrs is not None:
                 wanted[0] = attrs
     prefix, rib_out, name = view.prefix, state.rib_out, info.name
     out: list[Output] = []
-    sent_ids = index.get(prefix)
+    sent_ids = view.sent_ids(index)
     if sent_ids:
         for path_id in [i for i in sent_ids if i not in wanted and (prefix, i) in rib_out]:
             del rib_out[(prefix, path_id)]
@@ -138,7 +155,7 @@ def sync_peer(state: PeerState, view: PrefixExport, ctx: ExportContext, index: O
         if sent is attrs or sent == attrs:
             continue
         if sent is None:
-            index.add(prefix, path_id)
+            view.add_sent(index, path_id)
         rib_out[key] = attrs
         state.counters.updates_sent += 1
         out.append(Announce(name, prefix, attrs, path_id))

@@ -312,6 +312,7 @@ class LocRib:
         self._candidates: dict[IPv4Network, dict[SourceKey, Path]] = {}
         self._best: dict[IPv4Network, tuple[Path, Reason]] = {}
         self._by_peer: dict[str | None, set[PathKey]] = {}
+        self._sorted: list[IPv4Network] | None = None
 
     # -- mutations ---------------------------------------------------------------------
 
@@ -321,6 +322,7 @@ class LocRib:
         cands = self._candidates.get(path.prefix)
         if cands is None:
             cands = self._candidates[path.prefix] = {}
+            self._sorted = None
         if key not in cands:
             self.sources.acquire(key)
             self._by_peer.setdefault(name, set()).add((path.prefix, path.path_id))
@@ -342,6 +344,7 @@ class LocRib:
         del cands[key]
         if not cands:
             del self._candidates[prefix]
+            self._sorted = None
         self.sources.release(key)
         return True
 
@@ -395,7 +398,11 @@ class LocRib:
         return self.sources.id_of((_source_key(path.source), path.path_id))
 
     def prefixes(self) -> list[IPv4Network]:
-        return sorted(self._candidates)
+        """Every prefix with a candidate, sorted (kept between changes of the set: a route reflector replays
+        the whole table to each peer that comes up)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._candidates)
+        return list(self._sorted)
 
     def snapshot(self) -> dict[IPv4Network, tuple[Path, Reason]]:
         return dict(sorted(self._best.items()))

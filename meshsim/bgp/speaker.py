@@ -21,7 +21,7 @@ from typing import TypeVar
 from meshsim.bgp.events import (Announce, Dropped, EndOfRibReceived, Event, FlushStale, Originate, Output,
                                 PeerCounters, PeerDown, PeerUp, RefreshRequested, RouteReceived, RouteWithdrawn,
                                 Withdraw)
-from meshsim.bgp.exports import OutIndex, PeerState, PrefixExport, sync_peer
+from meshsim.bgp.exports import MemoCache, OutIndex, PeerState, PrefixExport, sync_peer
 from meshsim.bgp.policy import ExportContext, import_check, normalize_import
 from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PathKey, PeerInfo, Reason
 from meshsim.bgp.types import PathAttrs
@@ -94,6 +94,7 @@ class Speaker:
         self._ebgp_up: list[PeerState] = []
         self._add_path_up: list[PeerState] = []
         self._out = OutIndex()
+        self._memos: MemoCache = {}  # export decisions per candidate path, reused while it stays (exports.py)
         for peer in peers:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
@@ -309,7 +310,7 @@ class Speaker:
             targets = [s for s in self._ebgp_up if s.add_path] if add_path_only else self._ebgp_up
         out: list[Output] = []
         if targets:
-            view = PrefixExport(prefix, self._locrib)
+            view = PrefixExport(prefix, self._locrib, self._memos)
             for state in targets:
                 if not state.deferred:
                     out += sync_peer(state, view, self._ctx, self._out)
@@ -319,20 +320,16 @@ class Speaker:
         """True when every path an iBGP peer could get for the prefix is iBGP-learned (we are no reflector):
         the best path without ADD-PATH peers, else every candidate."""
         local_as = self._config.local_as
+        if self._add_path_up:
+            return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
         best = self._locrib.best(prefix)
-        if best is None:
-            return True
-        source = best[0].source
-        if source is None or source.asn != local_as:
-            return False
-        if not self._add_path_up:
-            return True
-        return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
+        source = best[0].source if best is not None else None
+        return best is None or (source is not None and source.asn == local_as)
 
     def _sync_all(self, state: PeerState) -> list[Output]:
         out: list[Output] = []
         for prefix in self._locrib.prefixes():
-            out += sync_peer(state, PrefixExport(prefix, self._locrib), self._ctx, self._out)
+            out += sync_peer(state, PrefixExport(prefix, self._locrib, self._memos), self._ctx, self._out)
         return out
 
     def _rebuild(self) -> list[Output]:
@@ -342,6 +339,7 @@ class Speaker:
         reset (as in BIRD, which needs a reconfigure/restart for that). Route sources that
         stay keep their ids."""
         old = self._locrib.snapshot()
+        self._memos.clear()  # the export context or the peers changed: every decision is made again
         locrib = LocRib(self._config.local_as, self._locrib.sources.carry_over())
         out: list[Output] = []
         for prefix in sorted(self._originated):

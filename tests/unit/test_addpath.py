@@ -7,9 +7,12 @@ real OPENs, real UPDATE bytes).
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +20,8 @@ from meshsim.bgp import codec
 from meshsim.bgp.messages import Update
 from meshsim.bgp.policy import export, import_check, normalize_import
 from meshsim.bgp.rib import Path, Reason, best_path
-from meshsim.bgp.speaker import (Announce, BestChanged, EndOfRibReceived, Originate, PeerCounters, Speaker,
-                                 Withdraw)
+from meshsim.bgp.speaker import (Announce, BestChanged, EndOfRibReceived, FlushStale, Originate, PeerCounters,
+                                 RouteReceived, Speaker, Withdraw)
 from meshsim.bgp.types import PathAttrs
 from tests.unit.bgpnet import Net
 from tests.unit.speakernet import CLUSTER, CLUSTER2, Fabric, block, mesh, net, rr_fabric
@@ -181,6 +184,27 @@ def test_best_paths_and_kernel_next_hops_do_not_change_with_add_path() -> None:
         # reflector's copy of the other's) beside its own; the Reason may differ, never the best
         assert len(fab.nodes["a"].speaker.candidates(SHARED)) == (5 if add_path else 1)
     assert views[0] == views[1]
+
+
+@pytest.mark.parametrize("add_path", [False, True])
+def test_a_changed_path_is_sent_with_its_new_attributes(add_path: bool) -> None:
+    # The reflector remembers its export decisions per candidate path (reflected once for all clients): a client
+    # re-announcing its block with other attributes must reach the other clients as it is now.
+    fab = rr_fabric({"a": ("rr1",), "b": ("rr1",)}, {"rr1": CLUSTER}, add_path=add_path)
+    fab.up_all()
+    fab.originate_blocks("a")
+    a_block, a_name = block(fab, "a"), fab.name_of("rr1", "a")
+    rr = fab.nodes["rr1"].speaker
+    (path_id,) = [i for p, i in rr.adj_rib_in_paths(a_name) if p == a_block]  # a's id (0 without ADD-PATH)
+    for med in (5, 7, None):
+        fab.clear_log()
+        fab.handle("rr1", RouteReceived(a_name, a_block, PathAttrs(next_hop=address(fab, "a"), med=med), path_id))
+        fab.pump()
+        expected = replace(reflected(fab, "a"), med=med)
+        assert list(sent(fab, "rr1", "b", a_block).values()) == [expected]
+        assert fab.best("b", a_block).attrs == expected  # type: ignore[union-attr]
+        assert [o.attrs for o in fab.outputs(Announce, "rr1")] == [expected]  # type: ignore[union-attr]
+    assert rr.counters()[fab.name_of("rr1", "b")].updates_sent == 4
 
 
 # --------------------------------------------------------------------------------------
@@ -347,8 +371,9 @@ def histories(draw: st.DrawFn) -> tuple[Fabric, list[tuple]]:
         sessions.append(("a", "b"))
     ops = draw(st.lists(st.one_of(
         st.tuples(st.just("originate"), st.sampled_from(NODES), st.frozensets(st.sampled_from(PREFIXES))),
-        st.tuples(st.just("toggle"), st.sampled_from(sessions)),
+        st.tuples(st.just("toggle"), st.sampled_from(sessions), st.booleans()),
         st.tuples(st.just("deliver"), st.integers(1, 8)),
+        st.tuples(st.just("cluster"), st.sampled_from((CLUSTER, CLUSTER2))),
     ), max_size=40))
     return fab, ops
 
@@ -356,19 +381,29 @@ def histories(draw: st.DrawFn) -> tuple[Fabric, list[tuple]]:
 @settings(max_examples=150, deadline=None)
 @given(histories())
 def test_loc_ribs_equal_a_from_scratch_computation_after_any_history(case: tuple[Fabric, list[tuple]]) -> None:
+    """Random originations, session flaps (some graceful: paths kept stale), partial deliveries and a reflector's
+    cluster id changing; once every message is delivered and every stale path settled (End-of-RIB on the sessions
+    that are up, the restart timer on the others), every node's candidates and best paths are what the
+    configuration alone implies."""
     fab, ops = case
     for op in ops:
         match op:
             case ("originate", node, prefixes):
                 fab.originate(node, *(p or block(fab, node) for p in prefixes), pump=False)
-            case ("toggle", (a, b)):
+            case ("toggle", (a, b), graceful):
                 if frozenset((a, b)) in fab.up:
-                    fab.bring_down(a, b, pump=False)
+                    fab.bring_down(a, b, graceful=graceful, pump=False)
                 else:
                     fab.bring_up(a, b, pump=False)
             case ("deliver", n):
                 for _ in range(min(n, len(fab.queue))):
                     fab.step()
+            case ("cluster", cluster_id):
+                rr2 = fab.nodes["rr2"].speaker
+                fab._record("rr2", rr2.set_config(replace(rr2.config, cluster_id=cluster_id)))
+    fab.pump()
+    for (a, name), (b, _) in sorted(fab.links.items()):
+        fab.handle(a, EndOfRibReceived(name) if frozenset((a, b)) in fab.up else FlushStale(name))
     fab.pump()
     expected = brute_force(fab)
     for n, node in fab.nodes.items():
@@ -464,3 +499,78 @@ def test_wire_kernel_next_hops_are_the_same_with_and_without_add_paths() -> None
         assert negotiated.add_path_send is add_paths and negotiated.add_path_receive is add_paths
     assert views[0] == views[1]
     assert views[1]["n4"][SHARED] == IPv4Address("192.168.0.2")
+
+
+# Real BIRD as the reference: what the route reflector sent each client in /work/notes/bird-behaviour.md §7.2
+# (bird-captures/raw/addpath_v{2,1}/updates.txt, decoded from packets; End-of-RIB lines left out).
+# rr n1 10.99.0.1 (`rr client; rr cluster id 244.0.0.1`, static 10.244.1.0/26), clients n2..n4, n2 and n3 both
+# originate 10.244.9.0/26.
+BIRD_RR_UPDATES = {
+    "2.0.12": """
+10.99.0.1->10.99.0.4 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.3 [('10.244.4.0/26', 8)]
+10.99.0.1->10.99.0.3 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.3 [('10.244.4.0/26', 8)]
+10.99.0.1->10.99.0.4 [('10.244.3.0/26', 9), ('10.244.9.0/26', 9)]
+10.99.0.1->10.99.0.2 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.2 [('10.244.3.0/26', 9), ('10.244.9.0/26', 9)]
+10.99.0.1->10.99.0.2 [('10.244.4.0/26', 8)]
+10.99.0.1->10.99.0.4 [('10.244.2.0/26', 11), ('10.244.9.0/26', 11)]
+10.99.0.1->10.99.0.3 [('10.244.2.0/26', 11), ('10.244.9.0/26', 11)]
+""",
+    "1.6.8": """
+10.99.0.1->10.99.0.2 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.3 [('10.244.9.0/26', 7), ('10.244.2.0/26', 7)]
+10.99.0.1->10.99.0.3 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.2 [('10.244.9.0/26', 9), ('10.244.3.0/26', 9)]
+10.99.0.1->10.99.0.4 [('10.244.9.0/26', 7), ('10.244.2.0/26', 7)]
+10.99.0.1->10.99.0.4 [('10.244.9.0/26', 9), ('10.244.3.0/26', 9)]
+10.99.0.1->10.99.0.4 [('10.244.1.0/26', 4)]
+10.99.0.1->10.99.0.3 [('10.244.4.0/26', 11)]
+10.99.0.1->10.99.0.2 [('10.244.4.0/26', 11)]
+""",
+}
+LAB_BLOCKS = {f"10.99.0.{i}": f"10.244.{i}.0/26" for i in range(1, 5)}
+
+
+def by_originator(sent_paths: dict[str, set[tuple[str, int]]]) -> dict[str, set[tuple[str, str]]]:
+    """receiver -> {(prefix, whose path)}: a path id stands for the node whose own block it carries (BIRD's ids
+    are its route-source numbers, meshsim's its own: only which ids go together must agree). Checks that one id
+    is one source, on every session."""
+    owner: dict[int, str] = {}
+    for paths in sent_paths.values():
+        for prefix, path_id in paths:
+            node = next((n for n, b in LAB_BLOCKS.items() if b == prefix), None)
+            if node is not None:
+                assert owner.setdefault(path_id, node) == node, f"path id {path_id} carries two nodes' blocks"
+    assert len(set(owner.values())) == len(owner), "one source, one id"
+    return {rx: {(prefix, owner[path_id]) for prefix, path_id in paths} for rx, paths in sent_paths.items()}
+
+
+def test_golden_the_reflector_sends_what_bird_sends() -> None:
+    lab = Net()
+    clients = {"10.99.0.2": ("10.244.2.0/26", "10.244.9.0/26"), "10.99.0.3": ("10.244.3.0/26", "10.244.9.0/26"),
+               "10.99.0.4": ("10.244.4.0/26",)}
+    lab.add("10.99.0.1", "10.99.0.1", cluster_id="244.0.0.1", blocks=("10.244.1.0/26",),
+            peers=[(f"Mesh_{a.replace('.', '_')}", a, True, True) for a in clients])
+    for a, blocks in clients.items():
+        lab.add(a, a, peers=[("Mesh_10_99_0_1", "10.99.0.1", False, False)], blocks=blocks)
+    lab.run(5)
+    ours: dict[str, set[tuple[str, int]]] = {}
+    for rx in clients:
+        session = lab.nodes[rx].router.session("Mesh_10_99_0_1")
+        for _, name, cid, data in lab.sent:
+            link = lab.links.get((name, cid))
+            if name != "10.99.0.1" or link is None or link.other((name, cid))[0] != rx:
+                continue
+            for raw in codec.frame(data)[0]:
+                msg = codec.decode(raw, session.negotiated) if raw[18] == 2 else None
+                if isinstance(msg, Update):
+                    assert not msg.withdrawn
+                    ours.setdefault(rx, set()).update((str(p), i) for p, i in zip(msg.nlri, msg.nlri_path_ids))
+    for version, text in BIRD_RR_UPDATES.items():
+        bird: dict[str, set[tuple[str, int]]] = {}
+        for line in text.strip().splitlines():
+            link, nlri = line.split(" ", 1)
+            bird.setdefault(link.split("->")[1], set()).update(ast.literal_eval(nlri))
+        assert by_originator(ours) == by_originator(bird), version

@@ -86,7 +86,7 @@ class PrefixExport:
     looked up once; the policy memo of each path (meshsim.bgp.policy.export_decision), from `memos` while the
     path is unchanged; and which path ids some Adj-RIB-Out holds."""
 
-    __slots__ = ("prefix", "_locrib", "_best", "_all", "_memos", "_sent")
+    __slots__ = ("prefix", "_locrib", "_best", "_all", "_memos", "_mine", "_sent")
 
     def __init__(self, prefix: IPv4Network, locrib: LocRib, memos: MemoCache) -> None:
         self.prefix = prefix
@@ -94,6 +94,7 @@ class PrefixExport:
         self._best: tuple[int, Path] | None | bool = False  # False: not looked up yet
         self._all: list[tuple[int, Path]] | None = None
         self._memos = memos
+        self._mine: dict[int, Memo] = {}  # this export's memos by source id (no prefix hashing per peer)
         self._sent: dict[int, int] | None | bool = False
 
     def best(self) -> tuple[int, Path] | None:
@@ -108,11 +109,14 @@ class PrefixExport:
         return self._all
 
     def memo(self, source_id: int, path: Path) -> Memo:
-        key = (self.prefix, source_id)
-        entry = self._memos.get(key)
-        if entry is None or entry[0] is not path:
-            entry = self._memos[key] = (path, {})
-        return entry[1]
+        memo = self._mine.get(source_id)
+        if memo is None:
+            key = (self.prefix, source_id)
+            entry = self._memos.get(key)
+            if entry is None or entry[0] is not path:
+                entry = self._memos[key] = (path, {})
+            memo = self._mine[source_id] = entry[1]
+        return memo
 
     def sent_ids(self, index: OutIndex) -> dict[int, int] | None:
         if self._sent is False:

@@ -1,8 +1,9 @@
 """The sans-IO BGP speaker of one meshsim node: events in, outputs out.
 
 Owns: `SpeakerConfig` and `Speaker`, which holds the Adj-RIBs-In, the Loc-RIB and an Adj-RIB-Out
-per established peer so only changes go out (the per-peer diff is meshsim.bgp.exports). Its events and outputs (`PeerUp`, `RouteReceived`, ...,
-`Announce`, `Withdraw`, `BestChanged`, `Dropped`) live in meshsim.bgp.events and are re-exported here.
+per established peer so only changes go out (the per-peer diff is meshsim.bgp.exports). Its events and
+outputs (`PeerUp`, `RouteReceived`, ..., `Announce`, `Withdraw`, `BestChanged`, `Dropped`) live in
+meshsim.bgp.events and are re-exported here.
 ADD-PATH (RFC 7911) as BIRD's `add paths on`: paths are kept per (neighbour, received path id); a peer
 whose session negotiated ADD-PATH send gets every path of a prefix the export rules allow, each with
 its route-source id (meshsim.bgp.sources), others get the best path only.

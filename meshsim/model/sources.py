@@ -17,8 +17,9 @@ before, after)`, `key_of(resource)` and `model_resources(scenario)`.
 - a resource new in `after` is appended, written by `meshsim.model.render` in the Calico API version the
   user's files use; the Scenario document is rewritten when its name, timers, workloads or events change.
 Documents meshsim reads past (Felix and policy kinds, IPv6, nodes without a BGP address) stay as they are.
-Every change is listed in `Sources.changes` and in a comment above its document. Comments of the user's files
-are not kept (the YAML is written anew from the values read). Pure: no asyncio, no clock.
+Every change is listed in `Sources.changes` and in a comment above its document. An unchanged document is
+written as the user's file printed it, comments included; a changed one is written anew from its values.
+Pure: no asyncio, no clock.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +41,7 @@ from meshsim.model.render import (API, BGPCONFIG_SPEC, BGPPEER_SPEC, CORE_API, b
 from meshsim.model.resources import (CALICO_API_VERSIONS, BGPConfiguration, BGPPeer, IPAMBlock, IPAMConfiguration,
                                      Node, Scenario, ScenarioSpec, Secret, Service, ServiceEndpoints,
                                      WorkloadEndpoint)
-from meshsim.model.yamldoc import read_documents
+from meshsim.model.yamldoc import document_texts, file_text, parse_documents
 
 Key = tuple[str, str]
 """A resource's identity across two models: (kind, name); namespaced objects are named namespace/name, an
@@ -88,6 +90,8 @@ class TopDoc:
     index: int
     data: Any
     notes: tuple[str, ...] = ()
+    text: str | None = field(default=None, repr=False, compare=False)  # as printed, while unchanged
+    comments: str = field(default="", repr=False, compare=False)  # the comment lines it opens with
 
 
 @dataclass
@@ -99,6 +103,16 @@ class _Unit:
     api: str | None
     kind: str | None
     resources: list[Any] = field(default_factory=list)
+
+
+def _opening_comments(text: str) -> str:
+    """The comment lines a document's text opens with (in a dump: the command that printed it)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        out.append(line)
+    return "".join(out)
 
 
 def _is_list(data: Any) -> bool:
@@ -114,7 +128,13 @@ class Sources:
 
     @staticmethod
     def read(paths: Sequence[str | Path]) -> "Sources":
-        return Sources(tuple(TopDoc(str(p), d.index, d.data) for p in paths for d in read_documents(p)))
+        docs = []
+        for p in paths:
+            text = file_text(p)
+            chunks = document_texts(text) or {}
+            docs += [TopDoc(str(p), d.index, d.data, text=chunks.get(d.index), comments=_opening_comments(
+                chunks.get(d.index, ""))) for d in parse_documents(text, str(p))]
+        return Sources(tuple(docs))
 
     def units(self) -> list[_Unit]:
         reading = Reading()
@@ -156,13 +176,18 @@ class Sources:
         return None
 
     def text(self, header: str = "") -> str:
-        """The documents as one YAML file, each under a comment naming its source and what meshsim changed."""
+        """The documents as one YAML file, each under a comment naming its source and what meshsim changed; an
+        unchanged document is its text as printed (comments included), a changed one is written anew."""
+        return comment(header) + self.body
+
+    @cached_property
+    def body(self) -> str:
         parts = []
         for d in self.docs:
             lines = ["added by meshsim" if d.path == ADDED else f"from {d.path}, document {d.index}"]
             lines += [f"meshsim: {n}" for n in d.notes]
-            parts.append(comment("\n".join(lines)) + yaml_text(d.data))
-        return comment(header) + "---\n".join(parts)
+            parts.append(comment("\n".join(lines)) + (d.text if d.text is not None else d.comments + yaml_text(d.data)))
+        return "---\n".join(parts)
 
 
 def _status(key: Key, old: dict[Key, Any], new: dict[Key, Any]) -> str:
@@ -236,7 +261,8 @@ def derive(sources: Sources, before: Scenario, after: Scenario) -> Sources:
         if t in drop_items:
             d = writable(t)
             d["items"] = [x for i, x in enumerate(d["items"]) if i not in drop_items[t]]
-        docs.append(TopDoc(top.path, top.index, d, top.notes + tuple(notes.get(t, ()))))
+        docs.append(TopDoc(top.path, top.index, d, top.notes + tuple(notes.get(t, ())),
+                           text=None if t in copied else top.text, comments=top.comments))
     for res in appended:
         docs.append(TopDoc(ADDED, 0, resource_dict(res, api), (f"added {_describe(key_of(res))}",)))
     return Sources(tuple(docs), sources.changes + tuple(changes))

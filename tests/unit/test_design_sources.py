@@ -24,6 +24,7 @@ from meshsim.model.loader import load_scenario_text
 from meshsim.model.resources import Event, SecretKeyRef, load_scenario
 from meshsim.model.sources import ADDED, Sources, derive
 from meshsim.model.timeline import parse_timeline
+from meshsim.model.yamldoc import document_texts
 from meshsim.oracle.expected import expected_tables
 from meshsim.run.compare import plan
 from tests.conftest import SCENARIOS, node_doc, pool_doc, scenario_doc
@@ -230,3 +231,47 @@ def test_compare_plans_every_design_of_a_dump_from_its_own_documents():
     mig = next(c for c in p.cases if c.kind == "migration")
     assert mig.scenario.ipam_blocks == user.ipam_blocks
     assert [e.action for e in mig.scenario.spec.events] == ["apply"] * 4
+
+
+def test_a_migrate_export_keeps_its_ipam_part_until_the_ipam_state_changes(tmp_path):
+    from tests.unit.test_import import MIGRATE
+
+    path = tmp_path / "etcd-export.yaml"
+    path.write_text(MIGRATE)
+    user, model, docs, rr = _variant(path, lambda sc: route_reflector_design(sc, ("n1",)))
+    assert _strip(rr) == _strip(model) and rr.ipam_blocks == user.ipam_blocks != ()
+    assert rr.affinities == user.affinities and rr.warnings == user.warnings
+    assert not any("IPAM state rewritten" in c for c in docs.changes)
+    gen = resized(user, 3)
+    docs = derive(Sources.read([path]), user, gen.scenario)
+    assert _strip(_load(docs)) == _strip(gen.scenario)
+    assert any("IPAM state rewritten" in c for c in docs.changes)
+
+
+def test_a_cluster_in_two_files_becomes_one_variant_file(write_yaml):
+    """The usual compare input: a dump plus a Scenario file with the timeline; the variant names each source."""
+    timeline = scenario_doc(name="prod", workloads={"worker-1": 3},
+                            events="[{action: add-workloads, node: worker-2, count: 5}]")
+    extra = write_yaml(timeline)
+    user = load_scenario([CTL, extra])
+    rr_model = route_reflector_design(user, ("cp-1",))
+    docs = derive(Sources.read([CTL, extra]), user, rr_model)
+    back = _load(docs)
+    assert _strip(back) == _strip(rr_model) and back.name == "prod" and dict(back.spec.workloads) == {"worker-1": 3}
+    text = docs.text()
+    assert f"# from {CTL}, document 1" in text and f"# from {extra}, document 1" in text
+
+
+def test_unchanged_documents_are_written_as_the_user_printed_them(tmp_path):
+    _, _, docs, _ = _variant(KDD, lambda sc: route_reflector_design(sc, ("k8s-cp-1",)))
+    original, text = KDD.read_text(), docs.text()
+    pods = original[original.index("# kubectl get pods -A -o yaml"):original.index("---\n# kubectl get services")]
+    assert pods in text  # comments, key order and quoting as printed
+    assert "# kubectl get ippools,bgpconfigurations" in text  # a changed document keeps its opening comments
+    # a document whose text does not split cleanly is written from its values instead
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(pool_doc() + "--- " + "{apiVersion: projectcalico.org/v3, kind: Node, metadata: {name: a}, "
+                   "spec: {bgp: {ipv4Address: 192.168.1.1/24}}}\n")
+    assert document_texts(odd.read_text()) is None
+    user = load_scenario([odd])
+    assert _strip(_load(derive(Sources.read([odd]), user, user))) == _strip(user)

@@ -199,7 +199,7 @@ def _addresses(scenario: Scenario, templates: list[Node], n: int, reserved: set[
     for a, b in ((a, b) for a in wide.values() for b in wide.values() if a < b):
         if a.overlaps(b):
             raise _error(scenario, f"widened subnets {a} and {b} overlap", "a smaller size", n)
-    gateways = {scenario.host(t.name).gateway_for(wide[t.subnet]) for t in templates}
+    gateways = {scenario.host(t.name).gateway_for(wide[t.subnet]) for t in templates[:n]}
     taken = {t.address for t in templates[:n]} | reserved | gateways
     free: dict[IPv4Network, Any] = {net: iter(net.hosts()) for net in wide.values()}
     out = []

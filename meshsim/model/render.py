@@ -3,22 +3,22 @@
 
 Owns `resource_dict(resource, api=...)` (any resource of the model as the mapping Calico, Kubernetes or meshsim
 prints: IPPool, Node, BGPConfiguration (`default` and `node.<name>`), BGPPeer, BGPFilter, IPAMConfiguration,
-BlockAffinity, IPAMBlock, IPAMHandle, IPReservation, WorkloadEndpoint, v1 Service, Endpoints and Secret),
-`scenario_dict(scenario)`, `scenario_yaml(scenario)` and `yaml_text(doc)` (the one YAML writer: a string that
-meshsim's reader would take for something else, such as `0o17`, is quoted). Field names and defaults are
-Calico's (api/pkg/apis/projectcalico/v3); a field at its default is left out unless the document it came from
-set it (BGPConfiguration.fields_set, which per-node configurations depend on), so the output reads like what
+BlockAffinity, IPAMBlock, IPAMHandle, IPReservation, WorkloadEndpoint, v1 Service, Endpoints and Secret; the
+IPAM state, workload and Kubernetes writers are meshsim.model.render_state), `scenario_dict(scenario)`,
+`scenario_yaml(scenario)` and `yaml_text(doc)` (the one YAML writer: a string that meshsim's reader would take
+for something else, such as `0o17`, is quoted). Field names and defaults are Calico's
+(api/pkg/apis/projectcalico/v3); a field at its default is left out unless the document it came from set it
+(BGPConfiguration.fields_set, which per-node configurations depend on), so the output reads like what
 `calicoctl get -o yaml` users write. What the model does not keep is not written: a v1 Pod comes back as the
-WorkloadEndpoint meshsim made of it, a Secret as `data` (base64), community names as their values, an IPAMBlock's
-attributes one per allocation. `load_scenario` on the text gives back an equal Scenario (tests/unit/
-test_designs.py checks every shipped scenario and dump). A variant of the user's own files is
+WorkloadEndpoint meshsim made of it, a Secret as `data` (base64), community names as their values, an
+IPAMBlock's attributes one per allocation. `load_scenario` on the text gives back an equal Scenario
+(tests/unit/test_designs.py checks every shipped scenario and dump). A variant of the user's own files is
 `meshsim.model.sources`, which keeps the user's documents and uses this module only for what it adds or
 rewrites. Pure: returns text.
 """
 
 from __future__ import annotations
 
-import base64
 from ipaddress import IPv4Network
 from typing import Any, Sequence
 
@@ -26,7 +26,6 @@ import yaml
 
 from meshsim.model.resources import (
     CALICO_API_VERSIONS,
-    DEFAULT_AS,
     DEFAULT_BLOCK_SIZE,
     MESHSIM_API_VERSION,
     BGPConfiguration,
@@ -48,10 +47,11 @@ from meshsim.model.resources import (
     ServiceEndpoints,
     WorkloadEndpoint,
 )
+from meshsim.model.render_state import (CORE_API, affinity_dict, block_dict, endpoint_dict, handle_dict, ipam_dict,
+                                        reservation_dict, secret_dict, service_dict, service_endpoints_dict)
 from meshsim.model.yamldoc import resolve_plain
 
 API = CALICO_API_VERSIONS[0]
-CORE_API = "v1"
 _DEFAULT_BGP = BGPConfiguration()
 
 
@@ -243,89 +243,6 @@ def bgpfilter_dict(f: BGPFilter, api: str = API) -> dict[str, Any]:
     return _doc("BGPFilter", f.name, spec, api)
 
 
-def _ipam(c: IPAMConfiguration, api: str = API) -> dict[str, Any]:
-    kind = "IPAMConfig" if api == CALICO_API_VERSIONS[1] else "IPAMConfiguration"
-    return _doc(kind, "default", {"strictAffinity": c.strict_affinity, "maxBlocksPerHost": c.max_blocks_per_host}, api)
-
-
-def _affinity(a: BlockAffinity, api: str = API) -> dict[str, Any]:
-    return _doc("BlockAffinity", a.name, {"node": a.node, "cidr": str(a.cidr), "state": "" if a.implicit else a.state},
-                api)
-
-
-def _block(b: IPAMBlock, api: str = API) -> dict[str, Any]:
-    """An IPAMBlock as the datastore holds it: `allocations` indexes `attributes` (one attribute per allocation)."""
-    allocations: list[int | None] = [None] * b.cidr.num_addresses
-    attributes = []
-    for i, a in enumerate(b.allocations):
-        allocations[a.ordinal] = i
-        secondary = {k: v for k, v in (("node", a.node), ("namespace", a.namespace), ("pod", a.pod),
-                                       ("type", a.type)) if v is not None}
-        attr: dict[str, Any] = {}
-        if a.handle is not None:
-            attr["handle_id"] = a.handle
-        if secondary:
-            attr["secondary"] = secondary
-        attributes.append(attr)
-    spec: dict[str, Any] = {"cidr": str(b.cidr)}
-    if b.affinity is not None:
-        spec["affinity"] = f"host:{b.affinity}"
-    spec["allocations"] = allocations
-    if b.unallocated is not None:
-        spec["unallocated"] = list(b.unallocated)
-    spec["attributes"] = attributes
-    return _doc("IPAMBlock", b.name, spec, api)
-
-
-def _handle(h: IPAMHandle, api: str = API) -> dict[str, Any]:
-    return _doc("IPAMHandle", h.name, {"handleID": h.handle_id, "block": dict(h.blocks)}, api)
-
-
-def _reservation(r: IPReservation, api: str = API) -> dict[str, Any]:
-    return _doc("IPReservation", r.name, {"reservedCIDRs": [str(c) for c in r.reserved_cidrs]}, api)
-
-
-def _endpoint(w: WorkloadEndpoint, api: str = API) -> dict[str, Any]:
-    spec: dict[str, Any] = {"node": w.node, "pod": w.pod}
-    if w.interface_name is not None:
-        spec["interfaceName"] = w.interface_name
-    spec["ipNetworks"] = [str(n) for n in w.ip_networks]
-    return _doc("WorkloadEndpoint", w.name, spec, api, namespace=w.namespace)
-
-
-# ----------------------------------------------------------------------------------------------
-# Kubernetes v1 objects Calico reads
-
-
-def _service(s: Service) -> dict[str, Any]:
-    spec: dict[str, Any] = {"type": s.type}
-    if s.cluster_ip is not None:
-        spec["clusterIP"] = s.cluster_ip
-    if s.external_ips:
-        spec["externalIPs"] = [str(a) for a in s.external_ips]
-    if s.load_balancer_ip is not None:
-        spec["loadBalancerIP"] = str(s.load_balancer_ip)
-    if s.external_traffic_policy != "Cluster":
-        spec["externalTrafficPolicy"] = s.external_traffic_policy
-    out = {"apiVersion": CORE_API, "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
-           "spec": spec}
-    if s.ingress_ips:
-        out["status"] = {"loadBalancer": {"ingress": [{"ip": str(a)} for a in s.ingress_ips]}}
-    return out
-
-
-def _service_endpoints(e: ServiceEndpoints) -> dict[str, Any]:
-    addresses = [{"ip": ip, **({"nodeName": node} if node is not None else {})} for ip, node in e.addresses]
-    return {"apiVersion": CORE_API, "kind": "Endpoints", "metadata": {"name": e.name, "namespace": e.namespace},
-            "subsets": [{"addresses": addresses}] if addresses else []}
-
-
-def _secret(s: Secret) -> dict[str, Any]:
-    data = {k: base64.b64encode(v.encode("utf-8")).decode("ascii") for k, v in s.data}
-    return {"apiVersion": CORE_API, "kind": "Secret", "metadata": {"name": s.name, "namespace": s.namespace},
-            "type": "Opaque", "data": data}
-
-
 def resource_dict(resource: Any, api: str = API) -> dict[str, Any]:
     """One typed resource as the mapping its YAML holds (what a timeline's `apply` carries). `api` is the Calico
     API version Calico kinds are written in (projectcalico.org/v3, or crd.projectcalico.org/v1 as kubectl prints
@@ -342,23 +259,23 @@ def resource_dict(resource: Any, api: str = API) -> dict[str, Any]:
         case BGPFilter():
             return bgpfilter_dict(resource, api)
         case IPAMConfiguration():
-            return _ipam(resource, api)
+            return ipam_dict(resource, api)
         case BlockAffinity():
-            return _affinity(resource, api)
+            return affinity_dict(resource, api)
         case IPAMBlock():
-            return _block(resource, api)
+            return block_dict(resource, api)
         case IPAMHandle():
-            return _handle(resource, api)
+            return handle_dict(resource, api)
         case IPReservation():
-            return _reservation(resource, api)
+            return reservation_dict(resource, api)
         case WorkloadEndpoint():
-            return _endpoint(resource, api)
+            return endpoint_dict(resource, api)
         case Service():
-            return _service(resource)
+            return service_dict(resource)
         case ServiceEndpoints():
-            return _service_endpoints(resource)
+            return service_endpoints_dict(resource)
         case Secret():
-            return _secret(resource)
+            return secret_dict(resource)
         case ScenarioSpec():
             return spec_dict(resource)
     raise TypeError(f"not a resource meshsim models: {type(resource).__name__}")
@@ -444,4 +361,4 @@ def comment(text: str) -> str:
 
 __all__ = ["resource_dict", "scenario_dict", "spec_dict", "scenario_yaml", "scenario_resources", "yaml_text",
            "go_duration", "comment", "node_dict", "bgpconfig_dict", "bgppeer_dict", "pool_dict", "bgpfilter_dict",
-           "BGPCONFIG_SPEC", "BGPPEER_SPEC", "API", "CORE_API", "DEFAULT_AS"]
+           "BGPCONFIG_SPEC", "BGPPEER_SPEC", "API", "CORE_API"]

@@ -240,14 +240,17 @@ def derive(sources: Sources, before: Scenario, after: Scenario) -> Sources:
             appended += [new[k] for k in keys if k in new]
             continue
         k = keys[0]
+        shown = f"{u.kind} {k[1]}" if u.kind and k[1] else _describe(k)
+        if u.kind == "Pod":  # a v1 Pod is named as kubectl names it, not as the endpoint meshsim made of it
+            shown = f"Pod {u.resources[0].namespace}/{u.resources[0].pod}"
         if status[k] == "gone":
             remove(u)
-            note(u.top, f"removed {_describe(k)}")
+            note(u.top, f"removed {shown}")
             continue
         doc = writable(u.top)
         target = doc if u.item is None else doc["items"][u.item]
         what = _patch(target, u, old[k], new[k], api)
-        note(u.top, f"{_describe(k)}: {what}")
+        note(u.top, f"{shown}: {what}")
     for k, res in new.items():
         if k in seen or (k in old and old[k] == res and k != SCENARIO):
             continue

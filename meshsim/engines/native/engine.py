@@ -321,6 +321,9 @@ class NativeEngine:
     def _peer_configs(self) -> dict[str, PeerConfig]:
         return {p.name: p for p in self.config.peers}
 
+    async def refresh(self) -> None:
+        """Always current: the speaker is in this process."""
+
     def sessions(self) -> list[SessionView]:
         out = []
         speaker = self.router.speaker

@@ -2,6 +2,8 @@
 
     sudo .venv/bin/python benchmarks/bird_vs_meshsim.py [--nodes 6] [--runs 3] [--design mesh|rr]
 
+--nodes counts all nodes, route reflectors included (--design rr --nodes 6: 2 reflectors + 4 clients).
+
 Both runs use `--isolation netns` (one network namespace per node, on a bridge), the same Calico resources, hold
 9 s / keepalive 3 s, IPIP Never, 2 pods per node. Per run: cold start (all sessions Established, every table equal
 to its expected table, timed from the first process start), then one event (70 pods on one node: a new block every
@@ -75,7 +77,7 @@ async def one_run(impl: str, nodes: int, design: str, http_port: int) -> dict[st
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=6)
+    ap.add_argument("--nodes", type=int, default=6, help="all nodes, reflectors included (default 6)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--design", choices=("mesh", "rr"), default="mesh")
     ap.add_argument("--http-port", type=int, default=39179)
@@ -91,7 +93,7 @@ async def main() -> int:
             print(f"run {r + 1}/{args.runs} {impl}: done", file=sys.stderr)
     keys = list(results["meshsim"][0])
     med = {impl: {k: statistics.median(run[k] for run in runs) for k in keys} for impl, runs in results.items()}
-    total = args.nodes + (2 if args.design == "rr" else 0)
+    total = args.nodes
     print(f"\n{args.design}, {total} nodes, netns isolation, medians of {args.runs} runs "
           f"(BIRD {os.popen('bird --version 2>&1').read().strip().split()[-1]}, ExaBGP meshsim speaker)\n")
     print(f"| {'figure':<30} | {'all meshsim':>12} | {'all BIRD':>12} | {'BIRD / meshsim':>14} |")

@@ -1,7 +1,10 @@
 """Cold-start benchmark: N-node meshes and route-reflector clusters, side by side in one run.
 
-    .venv/bin/python benchmarks/scale.py                 # mesh 10, mesh 30, 2 RR + 30 clients
+    .venv/bin/python benchmarks/scale.py                 # mesh 10, mesh 30, RR 30 (2 reflectors + 28 clients)
     .venv/bin/python benchmarks/scale.py --cases mesh:10,rr:30 --repeat 3
+
+A case's N counts all nodes, route reflectors included (rr:30 is 2 reflectors and 28 clients), so mesh:30
+and rr:30 are the same cluster in its two designs.
 
 Each case is a real `meshsim run` (one node process and one ExaBGP per node, BGP on 127.x). Prints
 one table: sessions, time to all Established, time to converged, UPDATEs, CPU seconds and RSS per
@@ -51,7 +54,7 @@ async def one(design: str, n: int, workdir: Path, timeout: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="mesh:10,mesh:30,rr:30", help="design:N,... (rr = 2 reflectors + N clients)")
+    ap.add_argument("--cases", default="mesh:10,mesh:30,rr:30", help="design:N,... (N counts all nodes: rr:30 = 2 reflectors + 28 clients)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=180)
     args = ap.parse_args()
@@ -63,7 +66,7 @@ def main() -> int:
             runs = [asyncio.run(one(design, n, Path(d), args.timeout)) for _ in range(args.repeat)]
             med = {k: statistics.median([r[k] for r in runs]) for k in runs[0] if k != "converged"}
             med["converged"] = all(r["converged"] for r in runs)
-            label = f"mesh {n}" if design == "mesh" else f"2 RR + {n}"
+            label = f"mesh {n}" if design == "mesh" else f"RR {n} (2 RR)"
             rows.append((label, med))
             print(f"  done: {label}: converged={med['converged']} in {med['converged_s']:.2f}s", file=sys.stderr)
     base = rows[0][1]

@@ -233,17 +233,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
+    from meshsim.errors import ScenarioError
     from meshsim.run.compare import compare
 
-    designs = _csv(args.designs, str, "--designs")
-    sizes = _csv(args.nodes, int, "--nodes")
-    if any(n < 2 for n in sizes):
-        from meshsim.errors import ScenarioError
-
-        raise ScenarioError("<command line>", "a cluster needs at least 2 nodes", field="--nodes", got=args.nodes)
+    sizes = _csv(args.nodes, int, "--nodes") if args.nodes else []
+    what_if = _csv(args.what_if, int, "--what-if") if args.what_if else []
+    for flag, values in (("--nodes", sizes), ("--what-if", what_if)):
+        if any(n < 2 for n in values):
+            raise ScenarioError("<command line>", "a cluster needs at least 2 nodes", field=flag,
+                                expected="sizes of 2 nodes or more, counting every node (reflectors included)",
+                                got=",".join(map(str, values)))
+    if args.repeat < 1:
+        raise ScenarioError("<command line>", "must be at least 1", field="--repeat", got=args.repeat)
     out = Path(args.out)
-    data = asyncio.run(compare(args.scenario, designs=designs, sizes=sizes, reflectors=args.reflectors,
-                               repeat=args.repeat, out=out, timeout=args.timeout, pods=args.pods))
+    data = asyncio.run(compare(args.files, out=out, sizes=sizes, reflectors=args.reflectors,
+                               selector=args.reflector_selector, what_if=what_if, repeat=args.repeat,
+                               timeout=args.timeout, pods=args.pods, migration=not args.no_migration))
     print((out / "comparison.md").read_text())
     ok = all(m.get("converged") for d in data["medians"].values() for m in d.values())
     return 0 if ok else 1
@@ -375,13 +380,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one process per node instead of shared workers")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compare", help="run the scenario's timeline on generated clusters, mesh vs route reflectors")
-    p.add_argument("scenario", metavar="SCENARIO", help="gives the pool, timers and events")
-    p.add_argument("--designs", default="mesh,rr", help="comma-separated: mesh, rr (default mesh,rr)")
-    p.add_argument("--nodes", default="10,25", help="cluster sizes, comma-separated (default 10,25)")
-    p.add_argument("--reflectors", type=int, default=2, help="route reflectors in the rr design (default 2)")
+    p = sub.add_parser("compare", help="your cluster as a full mesh and with route reflectors: a verdict, "
+                                       "crossovers and what-ifs")
+    p.add_argument("files", nargs="+", metavar="CLUSTER",
+                   help="the cluster's Calico YAML (+ a Scenario document: timers, pods, timeline)")
+    p.add_argument("--nodes", default="", help="also run generated clusters of these sizes, e.g. 10,25 (sizes count "
+                                              "all nodes, reflectors included)")
+    p.add_argument("--reflectors", type=int, default=None,
+                   help="route reflectors for a mesh cluster (default 2, or all that --reflector-selector matches)")
+    p.add_argument("--reflector-selector", default=None, metavar="SELECTOR",
+                   help="Calico selector on node labels choosing the reflectors, e.g. \"rr-candidate == 'true'\" "
+                        "(default: meshsim spreads them over zones and subnets)")
+    p.add_argument("--what-if", default="", metavar="SIZES",
+                   help="predict every metric at these sizes, e.g. 500,1000,5000")
     p.add_argument("--repeat", type=int, default=1, help="runs per size and design; medians are reported")
-    p.add_argument("--pods", type=int, default=2, help="pods per node at start (default 2)")
+    p.add_argument("--pods", type=int, default=None,
+                   help="pods per generated node (default: as many as the node it copies)")
+    p.add_argument("--no-migration", action="store_true", help="skip the live mesh -> RR migration run")
     p.add_argument("--timeout", type=float, default=180.0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_compare)

@@ -239,6 +239,8 @@ class Router:
                 self.running = True
                 for name in sorted(self.peers):
                     self._session(name, fsm.Start(), now, out)
+                if self.recovering and all(p.recovered for p in self.peers.values()):
+                    self._end_recovery("no BGP peer to wait for", now, out)
             case StopAll(subcode=sub):
                 self.running = False
                 for name in sorted(self.peers):

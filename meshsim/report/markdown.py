@@ -1,7 +1,7 @@
 """Reports people read: `report.md` tables and matplotlib plots, from a run's report.json data.
 
-Owns `markdown(report, plot_files, topology)`, `plots(report, out)` for one run, and the mesh-vs-RR comparison
-(`comparison_markdown`, `comparison_plots`). Pure apart from writing the PNG files it is asked for;
+Owns `markdown(report, plot_files, topology)` and `plots(report, out)` for one run (the mesh-vs-RR comparison's
+pages are `meshsim.report.comparison`). Pure apart from writing the PNG files it is asked for;
 matplotlib is optional (`pip install meshsim[plots]`): without it the markdown says so.
 """
 

@@ -100,19 +100,26 @@ def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapp
     return RouteTable(routes.values())
 
 
+def _bird(route: Route | None) -> bool:
+    return route is not None and route.proto == "bird"
+
+
 class FelixAgent:
     """Keeps one node's route table: give it the parts, `apply(now)` programs what changed.
 
     Incremental: each input change marks the destinations it can affect, and `apply` recomputes only
     those (the same precedence as `node_table`: a local workload, then an own-block blackhole, then a
     host route, then a BGP best path), so a node learning one route does O(1) work, not O(table).
-    `recovering`: the node restarts with the table it had before (BIRD's kernel protocol with `persist`
-    and `graceful restart`): nothing is removed until `end_recovery()` (krt prune at the end of the
-    graceful-restart recovery); routes are added and replaced as usual meanwhile.
+    `recovering`: the node starts as calico-node starts BIRD (`bird -R`): BIRD's kernel protocol (with
+    `persist` and `graceful restart`) leaves the `proto bird` routes already in the kernel (`kept`, from the
+    node's previous life) untouched and programs no BGP route and no blackhole until the graceful-restart
+    recovery ends (`end_recovery()`: BIRD krt_start / krt_got_route / graceful_restart_done); Felix's own
+    routes (workloads) are programmed as usual meanwhile.
     """
 
     def __init__(self, host: HostView, pools: Iterable[IPPool], *, history: RouteHistory | None = None,
-                 kept: Mapping[IPv4Network, Route] | None = None, recovering: bool = False) -> None:
+                 kept: Mapping[IPv4Network, Route] | None = None, recovering: bool = False,
+                 now: float = 0.0) -> None:
         self.host = host
         self.pools = tuple(pools)
         self.blocks: frozenset[IPv4Network] = frozenset()
@@ -123,6 +130,8 @@ class FelixAgent:
         self._host = {r.dst: r for r in host_routes(host)}
         self._routes: dict[IPv4Network, Route] = dict(kept or {})
         self._dirty: set[IPv4Network] = set(self._host) | set(self._routes)
+        if kept:  # the kernel holds these already: the history starts from them
+            self.history.apply({str(d): r.render_ip() for d, r in kept.items()}, now)
 
     # -- inputs ---------------------------------------------------------------------------------
     def set_local(self, blocks: Iterable[IPv4Network], workloads: Mapping[IPv4Address, str]) -> None:
@@ -149,7 +158,7 @@ class FelixAgent:
         """Graceful-restart recovery is over: routes nobody wants any more go now."""
         if self.recovering:
             self.recovering = False
-            self._dirty |= set(self._routes)
+            self._dirty |= set(self._routes) | set(self.learned) | set(self.blocks) | set(self.workloads)
 
     # -- programming ------------------------------------------------------------------------------
     def route_for(self, dst: IPv4Network) -> Route | None:
@@ -175,8 +184,8 @@ class FelixAgent:
         for dst in sorted(self._dirty):
             old = self._routes.get(dst)
             new = self.route_for(dst)
-            if new is None and self.recovering:
-                continue  # kept from before the restart until recovery ends
+            if self.recovering and (_bird(old) or _bird(new)):
+                continue  # BIRD's routes wait for the end of the recovery; the kernel keeps what it has
             if new == old:
                 continue
             if old is not None:

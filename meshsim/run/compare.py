@@ -1,11 +1,13 @@
-"""`meshsim compare`: the same timeline on generated clusters of several sizes, as a full mesh and with
-route reflectors, measured side by side.
+"""`meshsim compare`: the user's cluster in both BGP designs, measured side by side, with a verdict.
 
-Owns `compare(...)`: for every size N and design it generates a cluster (mesh: N nodes; rr: R reflectors
-with a shared cluster ID + N clients, a BGPPeer selecting the reflectors, mesh off), takes the pool,
-timers and events of the given scenario, runs it for real (`run_scenario`), and writes
-`comparison.json`, `comparison.md` (a table per metric, mesh next to RR, and which design wins where,
-in numbers) and plots against N. Medians over --repeat runs. Every run's own report stays in runs/.
+Owns `plan(...)` (what to run: the cluster as it is, its other design, the live mesh -> RR migration, and
+the cluster resized to each `--nodes` size in both designs; every scenario is validated before anything
+starts) and `compare(...)` (runs them with `run_scenario`, counts sessions and advertisements on each
+cluster model, and writes comparison.json, comparison.md, the plots, designs/*.yaml and runs/*/).
+A mesh's other design is route reflectors (`--reflectors K`, chosen by `--reflector-selector` or spread
+over zones and subnets by meshsim); a cluster that already runs reflectors is compared with its full mesh.
+Sizes count all nodes, reflectors included. The analysis is `meshsim.report.verdict`, the pages
+`meshsim.report.comparison`; both read only the report keys listed in `meshsim.report.verdict`.
 """
 
 from __future__ import annotations
@@ -14,216 +16,268 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Sequence
 
 from meshsim.errors import ScenarioError
-from meshsim.model.generate import cluster_yaml
-from meshsim.model.resources import load_scenario
+from meshsim.logs import get_logger
+from meshsim.model.cluster import Cluster
+from meshsim.model.designs import (
+    MESH,
+    RR,
+    ReflectorChoice,
+    design_of,
+    full_mesh_design,
+    migration_events,
+    pick_reflectors,
+    reflectors_of,
+    route_reflector_design,
+)
+from meshsim.model.generate import resized, timeline_nodes
+from meshsim.model.render import scenario_yaml
+from meshsim.model.resources import Event, Scenario, load_scenario
 from meshsim.model.timeline import parse_timeline
-from meshsim.run.runner import run_scenario
+from meshsim.oracle.advertisements import advertisements
+from meshsim.report.scaling import Shape
+from meshsim.report.verdict import (
+    build_models,
+    crossover_summary,
+    median_figures,
+    predictions,
+    run_figures,
+    verdict,
+)
 
-METRICS = [
-    # key, label, unit, lower is better
-    ("sessions", "BGP sessions", "", True),
-    ("cold_established_s", "cold start: all sessions Established", "s", True),
-    ("cold_converged_s", "cold start: converged", "s", True),
-    ("updates_rx", "UPDATEs received (all nodes, whole run)", "", True),
-    ("cpu_s", "CPU seconds (all nodes, speaker + ExaBGP)", "s", True),
-    ("rss_mib", "RSS per node (speaker + ExaBGP)", "MiB", True),
-    ("rss_total_mib", "RSS, whole cluster", "MiB", True),
-]
-
-
-def generated_scenario(template_path: str, design: str, n: int, reflectors: int, pods: int) -> str:
-    """The template's pool, timers and events on a generated cluster."""
-    sc = load_scenario([template_path])
-    pool = sc.pools[0]
-    t = sc.spec.timers
-    text = cluster_yaml(f"{sc.name}-{design}-{n}", n, design=design, reflectors=reflectors, pods=pods,
-                        hold=f"{t.hold_time:g}s", keepalive=f"{t.keepalive_time:g}s", pool=str(pool.cidr),
-                        ipip=pool.ipip_mode, subnet="192.168.0.0/22")
-    events = [dict(ev.fields) for ev in sc.spec.events]
-    if events:
-        text = text.rstrip("\n") + "\n  events:\n" + "".join(
-            "    - " + yaml.safe_dump(ev, default_flow_style=True, width=10_000).strip() + "\n" for ev in events)
-    return text
+SCHEMA = "meshsim.comparison/v2"
+DESIGNS = (MESH, RR)
 
 
-def _figures(report: dict[str, Any]) -> dict[str, Any]:
-    nodes = [n for n in report["nodes"].values() if n.get("answered")]
-    cold = report["cold_start"]
-    events = {}
-    for e in report["events"]:
-        if e.get("waited") is False:
-            continue
-        events[f"{e['index']}: {e['event']}"] = e.get("convergence_s")
-    rss = [n["rss_bytes"] + n["exabgp"]["rss_bytes"] for n in nodes]
-    return {
-        "converged": report["converged"],
-        "sessions": cold.get("sessions_expected", 0) // 2,
-        "cold_established_s": cold.get("time_to_established_s"),
-        "cold_converged_s": cold.get("time_to_converged_s"),
-        "updates_rx": report["totals"]["updates_received"],
-        "cpu_s": round(sum(n["cpu_seconds"] + n["exabgp"]["cpu_seconds"] for n in nodes), 2),
-        "rss_mib": round(statistics.mean(rss) / 2**20, 1) if rss else None,
-        "rss_total_mib": round(sum(rss) / 2**20, 0),
-        "events": events,
-        "blackouts": sum(len(e.get("blackouts") or []) for e in report["events"]),
-    }
+@dataclass(frozen=True)
+class Case:
+    """One cluster to run: a design at a size; `files` when it is the user's own files, run as they are."""
+
+    design: str
+    size: int
+    scenario: Scenario
+    reflectors: tuple[str, ...]
+    files: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    kind: str = "design"  # design | migration
+
+    @property
+    def name(self) -> str:
+        return "mesh-to-rr" if self.kind == "migration" else f"{self.design}-{self.size}"
 
 
-def _median(values: list[Any]) -> Any:
-    vals = [v for v in values if v is not None]
-    return round(statistics.median(vals), 3) if vals else None
+@dataclass(frozen=True)
+class Plan:
+    user: Scenario
+    files: tuple[str, ...]
+    base_design: str
+    size: int
+    choice: ReflectorChoice
+    cases: tuple[Case, ...]
+
+    def case(self, design: str, size: int) -> Case:
+        return next(c for c in self.cases if c.kind == "design" and c.design == design and c.size == size)
 
 
-async def compare(template: str, *, designs: list[str], sizes: list[int], reflectors: int = 2, repeat: int = 1,
-                  out: Path, timeout: float = 180.0, pods: int = 2, progress: bool = True) -> dict[str, Any]:
-    for d in designs:
-        if d not in ("mesh", "rr"):
-            raise ScenarioError("<command line>", "unknown design", field="--designs", expected="mesh, rr", got=d)
-    sc = load_scenario([template])
-    smallest = min(sizes)
-    parse_timeline(sc, node_names=[f"node{i + 1}" for i in range(smallest)]
-                   + [f"rr{i + 1}" for i in range(reflectors if "rr" in designs else 0)])
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[int, list[dict[str, Any]]]] = {d: {n: [] for n in sizes} for d in designs}
-    data: dict[str, Any] = {"schema": "meshsim.comparison/v1", "template": str(template), "designs": designs,
-                            "sizes": sizes, "reflectors": reflectors, "repeat": repeat,
-                            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
-    try:
-        for n in sizes:
-            for d in designs:
-                for r in range(repeat):
-                    run_dir = out / "runs" / f"{d}-{n}-{r + 1}"
-                    run_dir.mkdir(parents=True, exist_ok=True)
-                    path = run_dir / "scenario.yaml"
-                    path.write_text(generated_scenario(template, d, n, reflectors, pods))
-                    t0 = time.monotonic()
-                    result = await run_scenario([str(path)], out=run_dir, progress=False, timeout=timeout)
-                    report = json.loads((run_dir / "report.json").read_text())
-                    fig = _figures(report)
-                    results[d][n].append(fig)
-                    data["runs"].append({"design": d, "nodes": n, "repeat": r + 1, **fig,
-                                         "wall_s": round(time.monotonic() - t0, 1), "error": result.error})
-                    if progress:
-                        print(f"  {d:>4} N={n:<3} run {r + 1}/{repeat}: "
-                              f"{'converged' if fig['converged'] else 'NOT converged'}, cold "
-                              f"{fig['cold_converged_s']} s, {fig['sessions']} sessions", file=sys.stderr)
-    finally:
-        data["medians"] = {d: {str(n): _median_fig(results[d][n]) for n in sizes if results[d][n]} for d in designs}
-        (out / "comparison.json").write_text(json.dumps(data, indent=2) + "\n")
-        files = comparison_plots(data, out)
-        (out / "comparison.md").write_text(comparison_markdown(data, files))
-    return data
+def _with_events(sc: Scenario, events: list[dict[str, Any]], name: str) -> Scenario:
+    evs = tuple(Event(i, e["action"], tuple(e.items())) for i, e in enumerate(events))
+    return replace(sc, spec=replace(sc.spec, name=name, events=evs, origin=None))
 
 
-def _median_fig(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    fig = {k: _median([r[k] for r in runs]) for k, *_ in METRICS}
-    names = sorted({e for r in runs for e in r["events"]}, key=lambda s: int(s.split(":")[0]))
-    fig["events"] = {e: _median([r["events"].get(e) for r in runs]) for e in names}
-    fig["converged"] = all(r["converged"] for r in runs)
-    fig["blackouts"] = _median([r["blackouts"] for r in runs])
-    return fig
+def _renamed(sc: Scenario, name: str) -> Scenario:
+    return replace(sc, spec=replace(sc.spec, name=name))
 
 
-def _fmt(v: Any, unit: str) -> str:
-    if v is None:
-        return "-"
-    return f"{v:g} {unit}".strip() if isinstance(v, (int, float)) else str(v)
+def plan(files: Sequence[str], *, sizes: Sequence[int] = (), reflectors: int | None = None,
+         selector: str | None = None, pods: int | None = None, migration: bool = True) -> Plan:
+    """Everything `compare` will run, built and validated (a bad timeline or size fails here)."""
+    user = load_scenario(list(files))
+    base = design_of(user)
+    n0 = len(user.nodes)
+    if base == MESH:
+        choice = pick_reflectors(user, reflectors, selector, avoid=timeline_nodes(user))
+        mesh_v, rr_v = user, route_reflector_design(user, choice.names)
+    else:
+        if reflectors is not None or selector is not None:
+            raise ScenarioError("<command line>", "the cluster already runs route reflectors "
+                                f"({', '.join(reflectors_of(user))}); it is compared with its full mesh",
+                                field="--reflectors" if reflectors is not None else "--reflector-selector",
+                                expected="no --reflectors / --reflector-selector for a route-reflector cluster")
+        choice = ReflectorChoice(reflectors_of(user), "the cluster's own route reflectors")
+        mesh_v, rr_v = full_mesh_design(user), user
+    cluster_id = next(n.rr_cluster_id for n in rr_v.nodes if n.rr_cluster_id is not None)
+    r = len(choice.names)
+    cases = [Case(base, n0, user, choice.names if base == RR else (), files=tuple(map(str, files)))]
+    other = RR if base == MESH else MESH
+    cases.append(Case(other, n0, _renamed(rr_v if other == RR else mesh_v, f"{user.name}-{other}"),
+                      choice.names if other == RR else ()))
+    if migration:
+        mig = _with_events(mesh_v, migration_events(mesh_v, rr_v), f"{user.name}-mesh-to-rr")
+        cases.append(Case(RR, n0, mig, choice.names, kind="migration"))
+    mesh_form = full_mesh_design(user) if base == RR else user
+    named = timeline_nodes(user)
+    for n in sorted(set(sizes) - {n0}):
+        if n <= r:
+            raise ScenarioError("<command line>", f"a size must hold the {r} route reflectors and a client",
+                                field="--nodes", expected=f"sizes above {r}", got=n)
+        gen = resized(mesh_form, n, first=choice.names, pods=pods)
+        mesh_n = _renamed(gen.scenario, f"{user.name}-mesh-{n}")
+        pick = pick_reflectors(mesh_n, r, selector if base == MESH else None, prefer=choice.names, avoid=named)
+        rr_n = _renamed(route_reflector_design(mesh_n, pick.names, cluster_id), f"{user.name}-rr-{n}")
+        cases += [Case(MESH, n, mesh_n, (), notes=gen.notes), Case(RR, n, rr_n, pick.names, notes=gen.notes)]
+    for c in cases:
+        parse_timeline(c.scenario)
+        Cluster.build(c.scenario)
+    return Plan(user, tuple(map(str, files)), base, n0, choice, tuple(cases))
 
 
-def comparison_markdown(data: dict[str, Any], plot_files: list[str]) -> str:
-    med = data["medians"]
-    sizes = [str(n) for n in data["sizes"]]
-    designs = data["designs"]
-    label = {"mesh": "mesh", "rr": f"RR ({data['reflectors']} reflectors)"}
-    lines = [f"# Full mesh vs route reflectors: {Path(data['template']).name}", "",
-             f"Generated clusters of {', '.join(sizes)} nodes (RR: {data['reflectors']} reflectors + N clients), "
-             f"real BGP over ExaBGP on this machine, medians of {data['repeat']} run(s) each. Lower is better "
-             "everywhere.", ""]
-    header = ["metric", "N"] + [label[d] for d in designs] + (["winner"] if len(designs) == 2 else [])
-    rows = []
-    wins: list[str] = []
-
-    def row(name: str, unit: str, n: str, values: list[Any]) -> None:
-        cells = [name, n] + [_fmt(v, unit) for v in values]
-        if len(values) == 2:
-            a, b = values
-            if a is None or b is None:
-                cells.append("-")
-            elif a == b or (min(a, b) > 0 and max(a, b) / min(a, b) < 1.05):
-                cells.append("tie (within 5%)")
-            else:
-                lo, hi = (a, b) if a < b else (b, a)
-                who = label[designs[0]] if a < b else label[designs[1]]
-                ratio = f"{hi / lo:.2f}x" if lo else "n/a"
-                cells.append(f"{who} ({ratio} less)")
-                wins.append(f"- {name} at N={n}: {who} wins, {_fmt(lo, unit)} vs {_fmt(hi, unit)} ({ratio}).")
-        rows.append(cells)
-
-    for key, name, unit, _ in METRICS:
-        for n in sizes:
-            row(name, unit, n, [med.get(d, {}).get(n, {}).get(key) for d in designs])
-    event_names = sorted({e for d in designs for n in sizes for e in med.get(d, {}).get(n, {}).get("events", {})},
-                         key=lambda s: int(s.split(":")[0]))
-    for e in event_names:
-        for n in sizes:
-            row(f"event {e}: converged", "s", n, [med.get(d, {}).get(n, {}).get("events", {}).get(e) for d in designs])
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" for _ in header) + "|")
-    lines += ["| " + " | ".join(c) + " |" for c in rows]
-    lines.append("")
-    not_conv = [f"{d} N={n}" for d in designs for n in sizes if not med.get(d, {}).get(n, {}).get("converged", True)]
-    if not_conv:
-        lines += [f"**Did not converge:** {', '.join(not_conv)} (see runs/*/report.md).", ""]
-    if wins:
-        lines += ["## Which design wins where", ""] + wins + [""]
-    if plot_files:
-        lines += ["## Plots", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in plot_files] + [""]
-    lines += ["Each run's own report (tables, per-event figures, plots) is in `runs/<design>-<N>-<repeat>/`.", ""]
+def _header(p: Plan, c: Case) -> str:
+    lines = [f"Generated by `meshsim compare {' '.join(p.files)}`: the cluster "]
+    if c.kind == "migration":
+        lines[0] += "as a full mesh, with a timeline that migrates it live to route reflectors in the order of"
+        lines.append("Calico's docs (BGPPeer, then each reflector Node, then nodeToNodeMeshEnabled false).")
+    elif c.size == p.size:
+        lines[0] += f"as {'route reflectors' if c.design == RR else 'a full mesh'}."
+    else:
+        lines[0] += f"resized to {c.size} nodes (copies of its nodes; its timeline replayed by position),"
+        lines.append(f"as {'route reflectors' if c.design == RR else 'a full mesh'}.")
+    if c.reflectors:
+        lines.append(f"Route reflectors: {', '.join(c.reflectors)} ({p.choice.how}).")
+    lines += [f"Note: {n}." for n in c.notes]
+    lines.append("Try: meshsim validate / peers / routes on this file.")
     return "\n".join(lines)
 
 
-def comparison_plots(data: dict[str, Any], out: Path) -> list[str]:
-    from meshsim.report.markdown import _pyplot
+def _counted(c: Case) -> dict[str, float]:
+    """Sessions and advertisements counted on the case's cluster model (exact, by the stated rule)."""
+    a = advertisements(Cluster.build(c.scenario))
+    rrs = set(c.reflectors) if c.design == RR else set()
+    clients = [n.name for n in c.scenario.nodes if n.name not in rrs]
+    pod_nodes = [dict(e.fields).get("node") for e in c.scenario.spec.events if e.action == "add-workloads"]
+    client = next((x for x in pod_nodes if x in clients), clients[0])
+    return {"sessions": a.sessions, "cold_advertisements": a.cold.total, "cold_dropped": a.cold.dropped,
+            "block_advertisements": a.per_new_block[client].total if a.per_new_block else None,
+            "block_node": client,
+            "sessions_client": statistics.median(a.sessions_by_node[x] for x in clients),
+            "sessions_busiest": max(a.sessions_by_node.values()),
+            "prefixes": a.prefixes, "_adv": a}
 
-    plt = _pyplot()
-    if plt is None:
-        return []
-    med = data["medians"]
-    sizes = data["sizes"]
-    panels = [(k, f"{name}" + (f" ({unit})" if unit else "")) for k, name, unit, _ in METRICS]
-    event_names = sorted({e for d in med for n in med[d] for e in med[d][n].get("events", {})},
-                         key=lambda s: int(s.split(":")[0]))
-    panels += [(f"event:{e}", f"event {e} (s)") for e in event_names]
-    cols = 3
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
-    for ax, (key, title) in zip(axes.flat, panels):
-        for d, style in (("mesh", "o-"), ("rr", "s--")):
-            if d not in med:
-                continue
-            xs, ys = [], []
-            for n in sizes:
-                fig_n = med[d].get(str(n))
-                if not fig_n:
-                    continue
-                v = fig_n["events"].get(key[6:]) if key.startswith("event:") else fig_n.get(key)
-                if v is not None:
-                    xs.append(n)
-                    ys.append(v)
-            ax.plot(xs, ys, style, label="mesh" if d == "mesh" else f"RR x{data['reflectors']}")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("nodes", fontsize=8)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    path = out / "comparison.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return [str(path)]
+
+def shape_of(p: Plan, counted: dict[str, dict[str, dict[str, Any]]]) -> Shape:
+    """The cluster's shape at the user's size: reflectors, prefixes per node (per role), outside peers."""
+    key = str(p.size)
+    am, ar = counted[MESH][key]["_adv"], counted[RR][key]["_adv"]
+    rrs = set(p.choice.names)
+    clients = [n for n in ar.prefixes_by_node if n not in rrs]
+    mean = statistics.mean
+    return Shape(reflectors=len(rrs), p_node=am.prefixes / p.size,
+                 p_client=mean(ar.prefixes_by_node[n] for n in clients) if clients else 1.0,
+                 p_reflector=mean(ar.prefixes_by_node[n] for n in rrs) if rrs else 1.0,
+                 ext_ebgp=mean(e for e, _ in ar.external_by_node.values()),
+                 ext_ibgp=mean(i for _, i in ar.external_by_node.values()))
+
+
+async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (), reflectors: int | None = None,
+                  selector: str | None = None, what_if: Sequence[int] = (), repeat: int = 1, timeout: float = 180.0,
+                  pods: int | None = None, migration: bool = True, progress: bool = True,
+                  runner: Any = None) -> dict[str, Any]:
+    """Run every case of `plan(...)` `repeat` times and write the comparison into `out`. `runner` stands in
+    for `run_scenario` (same signature; it must write `<out>/report.json`)."""
+    from meshsim.report.comparison import write_comparison
+    from meshsim.run.runner import run_scenario
+
+    runner = runner or run_scenario
+
+    p = plan(files, sizes=sizes, reflectors=reflectors, selector=selector, pods=pods, migration=migration)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "designs").mkdir(exist_ok=True)
+    paths: dict[str, list[str]] = {}
+    shown: dict[str, list[str]] = {}  # as the report names them: the user's files, or relative to `out`
+    for c in p.cases:
+        if c.files:
+            paths[c.name] = shown[c.name] = list(c.files)
+            continue
+        path = out / "designs" / f"{c.name}.yaml"
+        path.write_text(scenario_yaml(c.scenario, header=_header(p, c)))
+        paths[c.name] = [str(path)]
+        shown[c.name] = [f"designs/{c.name}.yaml"]
+    counted: dict[str, dict[str, dict[str, Any]]] = {MESH: {}, RR: {}}
+    for c in p.cases:
+        if c.kind == "design":
+            counted[c.design][str(c.size)] = _counted(c)
+    shape = shape_of(p, counted)
+    data: dict[str, Any] = {
+        "schema": SCHEMA, "files": list(p.files), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cluster": {"name": p.user.name, "design": p.base_design, "size": p.size, "nodes": [
+            {"name": n.name, "address": str(n.address), "subnet": str(n.subnet), "labels": dict(n.labels),
+             "role": "reflector" if n.name in p.choice.names else "client"} for n in p.user.nodes]},
+        "reflectors": {"names": list(p.choice.names), "how": p.choice.how, "count": len(p.choice.names)},
+        "designs": shown,
+        "sizes": sorted({c.size for c in p.cases}), "what_if": sorted(set(what_if)), "repeat": repeat,
+        "notes": sorted({n for c in p.cases for n in c.notes}),
+        "counted": {d: {n: {k: v for k, v in f.items() if not k.startswith("_")} for n, f in by.items()}
+                    for d, by in counted.items()},
+        "shape": asdict(shape), "runs": [],
+    }
+    figures: dict[str, list[dict[str, Any]]] = {c.name: [] for c in p.cases}
+    try:
+        for c in p.cases:
+            for r in range(repeat):
+                run_dir = out / "runs" / f"{c.name}-{r + 1}"
+                t0 = time.monotonic()
+                fig, error = await _one_run(runner, paths[c.name], run_dir, timeout)
+                figures[c.name].append(fig)
+                data["runs"].append({"case": c.name, "design": c.design, "nodes": c.size, "kind": c.kind,
+                                     "repeat": r + 1, "dir": str(run_dir.relative_to(out)),
+                                     "wall_s": round(time.monotonic() - t0, 1), "error": error,
+                                     **{k: v for k, v in fig.items() if k != "events"}})
+                if progress:
+                    print(f"  {c.name:>12} run {r + 1}/{repeat}: "
+                          f"{'converged' if fig['converged'] else 'NOT converged'}, cold {fig['cold_converged_s']} s, "
+                          f"{fig['sessions'] or 0:.0f} sessions, {fig['blackouts']} blackouts", file=sys.stderr)
+    except BaseException:  # Ctrl-C or a failure: write what was measured so far, then let it through
+        data["interrupted"] = True
+        raise
+    finally:
+        _analyse(data, p, figures, counted, shape)
+        write_comparison(data, out)
+    return data
+
+
+async def _one_run(runner: Any, files: list[str], run_dir: Path, timeout: float) -> tuple[dict[str, Any], str | None]:
+    """One run's figures and error. A run that fails without a report (a bug in a node or the engine) is
+    recorded as not converged, so the runs after it still happen; Ctrl-C still stops everything."""
+    try:
+        result = await runner(files, out=run_dir, progress=False, timeout=timeout)
+        error = result.error
+    except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others
+        get_logger(component="compare").error("run_failed", run=run_dir.name, error=repr(exc))
+        error = f"{type(exc).__name__}: {exc}"
+    report = run_dir / "report.json"
+    fig = run_figures(json.loads(report.read_text()) if report.exists() else {})
+    return fig, error
+
+
+def _analyse(data: dict[str, Any], p: Plan, figures: dict[str, list[dict[str, Any]]],
+             counted: dict[str, dict[str, dict[str, Any]]], shape: Shape) -> None:
+    medians: dict[str, dict[str, Any]] = {MESH: {}, RR: {}}
+    for c in p.cases:
+        if c.kind == "design" and figures[c.name]:
+            medians[c.design][str(c.size)] = median_figures(figures[c.name])
+    mig = figures.get("mesh-to-rr")
+    data["medians"] = medians
+    data["migration"] = median_figures(mig) if mig else None
+    clean = {d: {n: {k: v for k, v in f.items() if not k.startswith("_")} for n, f in by.items()}
+             for d, by in counted.items()}
+    models = build_models(shape, medians, clean)
+    measured = [c.size for c in p.cases if figures[c.name]]
+    up_to = max([5000, *data["what_if"]])
+    data["models"] = {k: {d: m.to_json() for d, m in pair.items()} for k, pair in models.items()}
+    data["crossovers"] = crossover_summary(models, up_to)
+    data["predictions"] = predictions(models, data["what_if"], max(measured, default=0))
+    data["verdict"] = verdict(p.size, medians, clean, data["migration"])
+    data["_models"] = models  # for the plots; not written to comparison.json

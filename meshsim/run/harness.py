@@ -23,7 +23,12 @@ from meshsim.run.observer import Observer, Progress
 
 
 class Harness:
-    def __init__(self, cluster: Cluster, fabric: Fabric) -> None:
+    def __init__(self, cluster: Cluster, fabric: Fabric | None = None) -> None:
+        """`fabric` defaults to worker processes on this machine (fabric.local.WorkerFabric)."""
+        if fabric is None:
+            from meshsim.fabric.local import WorkerFabric
+
+            fabric = WorkerFabric(cluster)
         self.cluster = cluster
         self.fabric = fabric
         self.observer = Observer(fabric)

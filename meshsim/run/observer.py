@@ -76,9 +76,8 @@ class Observer:
             conv = convergence(expected, self.snapshots, since, want_sessions)
             if progress:
                 progress(conv, time.time() - since)
-            dead = {n: why for n, why in self.dead.items() if n in expected}
-            if dead:
-                name, why = next(iter(sorted(dead.items())))
+            if self.dead:  # only unexpected deaths land here (a stopped or killed node is forgotten)
+                name, why = next(iter(sorted(self.dead.items())))
                 raise RunError(f"node died: {why}", node=name)
             done = conv.converged and (not require_sessions or conv.sessions_up == conv.sessions_expected)
             if done:

@@ -1,9 +1,10 @@
-"""Helpers for integration tests that start real node processes and ExaBGP."""
+"""Helpers for integration tests that start real worker processes and real BGP sessions on 127.x."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from meshsim.run.harness import Harness
 
@@ -18,14 +19,12 @@ def alive(pid: int) -> bool:
 
 
 def pids_of(harness: Harness) -> set[int]:
-    """Every node and ExaBGP pid the harness has seen."""
-    pids: set[int] = set()
-    for node in harness.fabric.nodes.values():
-        pids |= node.pids_seen
+    """Every process the harness's fabric started (workers; BIRD daemons through their nodes)."""
+    pids = {w["pid"] for w in harness.fabric.describe().get("workers", []) if w["pid"]}
     for snap in harness.observer.snapshots.values():
-        epid = snap["counters"]["usage"]["exabgp"].get("pid")
-        if epid:
-            pids.add(int(epid))
+        pid = snap["counters"]["usage"].get("pid")
+        if pid:
+            pids.add(int(pid))
     return pids
 
 
@@ -42,3 +41,12 @@ def leftover_processes(marker: str) -> list[str]:
         if marker in cmd and alive(int(entry)):
             out.append(f"{entry}: {cmd}")
     return out
+
+
+async def table(h: Harness, node: str) -> str:
+    """The node's actual table, as `ip route` prints it."""
+    return await h.fabric.get(node, "/routes?format=ip")
+
+
+async def routes_view(h: Harness, node: str) -> dict[str, Any]:
+    return await h.fabric.get(node, "/routes")

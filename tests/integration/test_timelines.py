@@ -76,10 +76,10 @@ def _shipped() -> list[Path]:
 @pytest.mark.parametrize("path", _shipped(), ids=lambda p: str(p.relative_to(SCENARIOS)))
 async def test_every_shipped_scenario_runs_and_converges(tmp_path, path):
     scenario = load_scenario([path])
-    if len(scenario.nodes) > 12:  # the large ones at reduced size: same design, 6 clients
+    if len(scenario.nodes) > 12:  # the large ones at reduced size: same design, 6 clients (+ 2 reflectors)
         design = "rr" if any(n.rr_cluster_id for n in scenario.nodes) else "mesh"
         small = tmp_path / f"{path.stem}-small.yaml"
-        small.write_text(cluster_yaml(f"{path.stem}-small", 6, design=design))
+        small.write_text(cluster_yaml(f"{path.stem}-small", 8 if design == "rr" else 6, design=design))
         path = small
     out = tmp_path / "out"
     result = await run_scenario([str(path)], out=out, progress=False, timeout=90)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "meshsim"
 PURE_PACKAGES = ("model", "bgp", "routes", "oracle")
 PURE_MODULES = ("meshsim.errors", "meshsim.report.metrics", "meshsim.report.calicoctl", "meshsim.report.birdtable",
-                "meshsim.report.birdc", "meshsim.report.birdread",
+                "meshsim.report.birdc", "meshsim.report.birdread", "meshsim.report.scaling",
                 "meshsim.engines.bird.confd")
 FORBIDDEN = {"asyncio", "socket", "subprocess", "time", "datetime", "threading", "multiprocessing", "selectors",
              "signal", "uvloop", "structlog", "logging", "os", "shutil", "tempfile"}

@@ -84,7 +84,7 @@ class NativeEngine:
         self.router = Router(speaker_config(config, self.local), peer_specs(config), seed=int(IPv4Address(config.address)),
                              restarting=recovering, now=now)
         self.felix = FelixAgent(host_view(config), config.ip_pools(), history=self.history, kept=kept_routes,
-                                recovering=recovering and bool(kept_routes))
+                                recovering=recovering, now=now)
         self.transport: BgpTransport | None = None
         self.frozen = False
         self.cpu_seconds = 0.0

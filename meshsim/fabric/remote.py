@@ -117,7 +117,7 @@ class RemoteFabric(FabricBase):
         self.docker = DockerSocket.find() if docker is None else (docker or None)
         self.log = get_logger(component="remote-fabric")
         self.watch = watchers or Watchers(self.get)
-        self.state: dict[str, str] = {n: "new" for n in self.configs()}  # new|running|stopped|frozen|absent
+        self.state: dict[str, str] = {n: "new" for n in self.configs()}  # new|running|stopped|frozen
         self.held: set[str] = set()  # running nodes whose BGP waits for release()
         self.starts: dict[str, int] = {}
         self.closed = False
@@ -178,8 +178,10 @@ class RemoteFabric(FabricBase):
                                    node=name) from None
                 await asyncio.sleep(0.2)
 
-    def _check_identity(self, name: str, status: dict[str, Any]) -> None:
+    def _check_identity(self, name: str, status: Any) -> None:
         address = self.configs()[name].address
+        if not isinstance(status, dict):
+            status = {"name": f"not a meshsim node (GET /status answered {str(status)[:60]!r})"}
         if status.get("name") != name or status.get("address") != address:
             raise RunError(f"the node answering at {self.http_address(name)[0]} is {status.get('name')} "
                            f"({status.get('address')}), expected {name} ({address}): do the compose file and "
@@ -197,7 +199,7 @@ class RemoteFabric(FabricBase):
     async def start_node(self, name: str, *, restart: bool = False, hold_bgp: bool = False) -> None:
         """`restart` changes nothing here: a compose node is never SIGKILLed, so it keeps no routes."""
         state = self.state.get(name)
-        if state is None or state == "absent":
+        if state is None:
             raise RunError("start: this compose file has no container for it (add-node needs a container per "
                            "node; generate the file for a scenario that declares the node)", node=name)
         if state == "running":
@@ -297,7 +299,7 @@ class RemoteFabric(FabricBase):
             return
         dest.mkdir(parents=True, exist_ok=True)
         for name, state in self.state.items():
-            if state in ("absent", "new"):
+            if state == "new":
                 continue
             try:
                 (dest / f"{file_stem(name)}.log").write_bytes(self.docker.logs(name))

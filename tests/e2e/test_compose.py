@@ -231,6 +231,29 @@ async def test_kill_node_is_refused_clearly_without_the_docker_socket_and_for_si
     assert FakeDocker.calls == [("node2", "pause")] and fabric.running() == []
 
 
+async def test_add_node_is_refused_before_any_running_node_is_reconfigured(tmp_path):
+    from meshsim.model.timeline import parse_timeline
+
+    scen = tmp_path / "add.yaml"
+    scen.write_text(_scenario("192.168.0", 2, events="[{action: add-node, name: node9, ipv4Address: 192.168.0.99/24}]"))
+    scenario = load_scenario([str(scen)])
+    cluster = Cluster.build(scenario)
+    posts: list[tuple[str, str]] = []
+
+    class Recording(RemoteFabric):
+        async def post(self, name, path, body=None, timeout=10.0):
+            posts.append((name, path))
+
+    fabric = Recording(cluster, token="t", docker=False)
+    fabric.state = {"node1": "running", "node2": "running"}
+    cluster.add_node(parse_timeline(scenario)[0].resource)  # what Harness.add_node does first
+    with pytest.raises(RunError, match="node node9: add-node: this compose file has no container for node9"):
+        await fabric.push_configs()
+    assert posts == []  # node1 and node2 keep their peerings
+    with pytest.raises(RunError, match="node node9: start: this compose file has no container for it"):
+        await fabric.start_node("node9")
+
+
 def test_layout_uses_the_scenario_gateway_and_a_free_controller_address():
     lay = layout(_cluster(MESH))
     assert (str(lay.subnet), str(lay.gateway), str(lay.controller)) == ("192.168.0.0/24", "192.168.0.1",
@@ -573,7 +596,7 @@ def test_kernel_dataplane_routes_pods_ping_and_a_stopped_node_is_withdrawn(stack
         assert res.returncode == 0, res.stderr[-3000:]
         waited = run(["docker", "wait", s.container("controller")], timeout=240)
         assert waited.stdout.strip() == "0", f"controller exited {waited.stdout.strip()}"
-        _check_report(tmp_path / "reports", MESH)
+        first = _check_report(tmp_path / "reports", MESH)
 
         # the BGP routes and the own-block blackhole are in node1's real kernel table, as `ip route` prints them
         # (programmed right after the simulated table changes: allow the dataplane a moment)
@@ -617,6 +640,20 @@ def test_kernel_dataplane_routes_pods_ping_and_a_stopped_node_is_withdrawn(stack
             assert time.monotonic() < deadline, f"{block} still in node1's table after node2 stopped:\n{kernel}"
             time.sleep(0.3)
         assert s.exec("node1", "ping", "-c", "1", "-W", "1", "-I", src, dst).returncode != 0
+
+        # a second controller run on the same containers (BGP running on three, stopped on node2) starts every
+        # node afresh and converges again: node2's block is back in node1's table
+        res, _ = s.up("-d")
+        assert res.returncode == 0, res.stderr[-3000:]
+        waited = run(["docker", "wait", s.container("controller")], timeout=240)
+        assert waited.stdout.strip() == "0", f"second controller run exited {waited.stdout.strip()}"
+        second = _check_report(tmp_path / "reports", MESH, flapped={"node1", "node2", "node3", "node4"})
+        assert second["started_at"] != first["started_at"]  # a new report, not the first one left in place
+        assert second["totals"]["updates_sent"] > first["totals"]["updates_sent"]  # counters include the first run
+        deadline = time.monotonic() + 10
+        while not any(line.startswith(block) for line in s.exec("node1", "ip", "route").stdout.splitlines()):
+            assert time.monotonic() < deadline, f"{block} not back in node1's table after the second run"
+            time.sleep(0.3)
 
 
 def _generated(tmp_path: Path, nodes: int) -> Path:

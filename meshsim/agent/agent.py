@@ -8,6 +8,7 @@ nothing of BGP itself. The engines (meshsim/engines) are meshsim's own sessions 
   GET  /routes    the node's table: routes, `ip route` and `route -n` text, change times (?format=ip|route|kernel)
   GET  /routelog  every route change since ?since=T (what blackouts are measured on)
   GET  /rib       Adj-RIB-In per peer, Loc-RIB with best-path reasons, Adj-RIB-Out per peer
+  GET  /config    the configuration files the engine runs with (BIRD nodes: confd's three files)
   GET  /counters  UPDATEs / withdrawals / messages per peer and in total, flaps, CPU and memory
   GET  /state     all of the above; ?after=V&timeout=S waits for version > V; ?summary=1: digests only
   POST /local     {"blocks", "affine", "workloads", "originate"}: the node's IPAM state from the datastore
@@ -33,7 +34,7 @@ from meshsim.engines.base import COUNTER_KEYS, Engine
 from meshsim.report.calicoctl import StatusRow, node_status
 from meshsim.routes.routetable import parse_ip_route
 
-ENDPOINTS = ["/status", "/routes", "/routelog", "/rib", "/counters", "/state", "POST /local", "POST /config",
+ENDPOINTS = ["/status", "/routes", "/routelog", "/rib", "/config", "/counters", "/state", "POST /local", "POST /config",
              "POST /stop", "POST /start", "POST /teardown", "POST /shutdown"]
 
 
@@ -111,9 +112,10 @@ class NodeAgent:
     def status(self) -> dict[str, Any]:
         sessions = self.sessions()
         rows = [StatusRow(s["peer"], s["type"], s["state"], s["since"], s["info"]) for s in sessions]
+        extra = getattr(self.engine, "extra_status", None)
         return {"name": self.config.name, "address": self.config.address, "bgp_running": self.engine.running,
                 "run_id": self.config.run_id, "implementation": self.engine.kind, "sessions": sessions,
-                "text": node_status(rows)}
+                "text": node_status(rows), **(extra() if extra is not None else {})}
 
     def table_text(self) -> str:
         return self.engine.table_text()
@@ -178,6 +180,12 @@ class NodeAgent:
                 return 200, {"entries": self.engine.history.since(since)}
             case "GET", "/rib":
                 return 200, await self.engine.rib()
+            case "GET", "/config":
+                rendered = getattr(self.engine, "rendered_config", None)
+                if rendered is None:
+                    raise HttpError(404, "this node's engine renders no configuration files (implementation: bird "
+                                         "nodes show their bird.cfg, bird_aggr.cfg and bird_ipam.cfg here)")
+                return 200, rendered()
             case "GET", "/counters":
                 return 200, self.counters()
             case "GET", "/state":

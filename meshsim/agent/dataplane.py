@@ -15,9 +15,9 @@ never raised, so a node keeps running with its simulated table.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from ipaddress import IPv4Network
 
+from meshsim.host.iproute import aip
 from meshsim.routes.routetable import Route, RouteDelta
 
 PROTO = "bird"
@@ -31,28 +31,12 @@ class KernelDataplane:
         self.missing_devices: set[str] = set()
         self.errors = 0
         self.applied = 0
-        self.ip = shutil.which("ip") or "ip"
         self._devices: set[str] | None = None
         self._lock = asyncio.Lock()
 
-    def _argv(self, *args: str) -> list[str]:
-        base = [self.ip]
-        if self.netns:
-            base += ["-n", self.netns]
-        return base + list(args)
-
-    async def _run(self, *args: str) -> tuple[int, str]:
-        try:
-            proc = await asyncio.create_subprocess_exec(*self._argv(*args), stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.STDOUT)
-            out, _ = await asyncio.wait_for(proc.communicate(), 10)
-            return proc.returncode or 0, out.decode(errors="replace").strip()
-        except (OSError, asyncio.TimeoutError) as exc:
-            return 1, str(exc)
-
     async def devices(self) -> set[str]:
         if self._devices is None:
-            rc, out = await self._run("-o", "link", "show")
+            rc, out = await aip("-o", "link", "show", ns=self.netns)
             self._devices = set()
             if rc == 0:
                 for line in out.splitlines():
@@ -84,15 +68,17 @@ class KernelDataplane:
         return args
 
     async def apply(self, delta: RouteDelta) -> None:
+        """Program one delta with a single `ip -force -batch -` (a failed line is reported, the rest applied)."""
         async with self._lock:
             devices = await self.devices()
             added = {r.dst for r in delta.added}
+            lines: list[str] = []
             for r in delta.removed:
                 kind = self._managed(r)
                 if kind == "route" and r.dst not in added and (r.dev is None or r.dev in devices):
-                    await self._do(r, "route", "del", *self._route_args(r))
+                    lines.append("route del " + " ".join(self._route_args(r)))
                 elif kind == "pod" and r.dst not in added:
-                    await self._do(r, "addr", "del", f"{r.dst.network_address}/32", "dev", "lo")
+                    lines.append(f"addr del {r.dst.network_address}/32 dev lo")
             for r in delta.added:
                 kind = self._managed(r)
                 if kind == "route":
@@ -102,20 +88,21 @@ class KernelDataplane:
                             self.log.warning("dataplane_device_missing", device=r.dev,
                                              detail=f"the kernel has no {r.dev}; routes through it stay simulated")
                         continue
-                    await self._do(r, "route", "replace", *self._route_args(r))
+                    lines.append("route replace " + " ".join(self._route_args(r)))
                 elif kind == "pod":
-                    await self._do(r, "addr", "replace", f"{r.dst.network_address}/32", "dev", "lo")
-
-    async def _do(self, r: Route, *args: str) -> None:
-        rc, out = await self._run(*args)
-        if rc == 0:
-            self.applied += 1
-        elif "No such process" not in out and "Cannot assign" not in out:
-            self.errors += 1
-            self.log.warning("dataplane_command_failed", command=" ".join(args), error=out)
+                    lines.append(f"addr replace {r.dst.network_address}/32 dev lo")
+            if not lines:
+                return
+            rc, out = await aip("-force", "-batch", "-", ns=self.netns, stdin="\n".join(lines) + "\n")
+            errors = [ln for ln in out.splitlines() if ln.strip() and "No such process" not in ln
+                      and "Cannot assign" not in ln and not ln.startswith("Command failed")]
+            self.applied += len(lines)
+            if rc != 0 and errors:
+                self.errors += 1
+                self.log.warning("dataplane_command_failed", commands=len(lines), error=" | ".join(errors[:3]))
 
     async def kernel_table(self) -> str:
-        rc, out = await self._run("route", "show")
+        rc, out = await aip("route", "show", ns=self.netns)
         return out + "\n" if rc == 0 else ""
 
     async def clear(self, routes: list[Route]) -> None:

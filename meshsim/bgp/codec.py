@@ -367,7 +367,9 @@ _FALLBACK_ERROR = {OPEN: (2, 0), UPDATE: (3, 1), ROUTE_REFRESH: (7, 1)}
 # ---------------------------------------------------------------------------- OPEN
 
 
+@functools.lru_cache(maxsize=4096)
 def _decode_open(body: bytes) -> Open:
+    """Memoised: every peer in a process that hears from one speaker decodes the same OPEN bytes."""
     if body[0] != 4:
         # RFC 4271 §6.2: data is the version we support, 2 octets.
         raise CodecError(2, 1, _U16.pack(4), f"unsupported BGP version {body[0]}")
@@ -787,6 +789,7 @@ def encode(msg: Message, negotiated: Negotiated | None) -> bytes:
         raise ValueError(f"cannot encode {msg!r}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=4096)
 def _encode_open(msg: Open) -> bytes:
     exa = ExaOpen(
         Version(msg.version),
@@ -1023,5 +1026,5 @@ def _pack(items: Sequence[bytes], room: int) -> Iterator[bytes]:
 
 def cache_clear() -> None:
     """Forget every memoised decode/encode result (tests, memory pressure)."""
-    for cached in (_decode_update, _decode_block, _attribute_block, _network):
+    for cached in (_decode_update, _decode_block, _attribute_block, _network, _decode_open, _encode_open):
         cached.cache_clear()

@@ -56,8 +56,13 @@ class Harness:
         self.started_at = time.time()
         await self.fabric.release(names)
 
-    async def close(self) -> None:
+    async def close(self, keep_files: bool = False) -> None:
+        """Stop everything; remove the fabric's temp files too unless `keep_files` (the runner copies the
+        logs into its report first, then calls `fabric.remove_files()`)."""
         await self.fabric.close()
+        remove = getattr(self.fabric, "remove_files", None)
+        if remove is not None and not keep_files:
+            remove()
 
     # -- what should be ----------------------------------------------------------------------------
     def running(self) -> list[str]:

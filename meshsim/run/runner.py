@@ -237,13 +237,13 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
                 staged = _stage_logs(h)
             else:
                 staged = None
-            await h.close()
+            await h.close(keep_files=True)
             closed = True
             if out is not None:
                 write_outputs(out, result, staged)
     finally:
         if not closed:
-            await h.close()
+            await h.close(keep_files=True)
         cleanup = getattr(h.fabric, "remove_files", None)
         if cleanup is not None:
             cleanup()

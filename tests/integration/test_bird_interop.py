@@ -27,7 +27,7 @@ from meshsim.model.cluster import Cluster
 from meshsim.model.resources import load_scenario
 from meshsim.run.harness import Harness
 from meshsim.fabric.netns import NetnsFabric
-from tests.integration.helpers import alive, leftover_processes
+from tests.integration.helpers import alive, leftover_processes, pids_of
 
 HAVE_BIRD = shutil.which("bird") is not None or os.path.exists("/usr/sbin/bird")
 pytestmark = [
@@ -79,18 +79,10 @@ def msim_namespaces(run: str | None = None) -> list[str]:
     return [n for n in names if n.startswith("msim-" + (f"{run}-" if run else ""))]
 
 
-def engine_pids(fabric: NetnsFabric) -> set[int]:
-    """Every node, BIRD, ExaBGP and gobgpd process this fabric started."""
-    pids: set[int] = set()
-    for node in fabric.nodes.values():
-        pids |= node.pids_seen
-        try:
-            pids.add(int((Path(node.config.workdir) / "exabgp.pid").read_text().strip()))
-        except (OSError, ValueError):
-            pass
-    for tor in fabric.topology.tors:
-        if tor.proc is not None:
-            pids.add(tor.proc.pid)
+def engine_pids(h: Harness, fabric: NetnsFabric) -> set[int]:
+    """Every worker, BIRD and gobgpd process this fabric started."""
+    pids = pids_of(h)
+    pids |= {p.pid for p in fabric.tors.procs.values()}
     return pids
 
 
@@ -131,7 +123,7 @@ async def netns_harness():
 
     yield make
     for h, fabric in made:
-        pids = engine_pids(fabric)
+        pids = engine_pids(h, fabric)
         await h.close()
         assert_clean(fabric, pids)
 
@@ -162,14 +154,14 @@ async def test_mesh_with_one_bird_node_and_a_tor(cluster_of, netns_harness):
         assert re.search(r"^\| 192\.168\.0\.81 +\| node-to-node mesh \| up +\| \d\d:\d\d:\d\d \| Established +\|$",
                          status["text"], re.M), status["text"]
         counters = await fabric.get("node2", "/counters")
-        assert counters["totals"]["updates_received"] >= 2 and counters["usage"]["exabgp"]["engine"] == "bird"
+        assert counters["totals"]["updates_received"] >= 2 and counters["usage"]["engine"] == "bird"
         config = await fabric.get("node2", "/config")
         assert "protocol bgp Mesh_192_168_0_81 from bgp_template" in config["bird.cfg"]
         # pods on the BIRD node: Felix-like routes in its namespace, its new block exported by BIRD
         await h.add_pods("node2", 70)
         conv = await h.converge(30, since=time.time() - 0.1)
         assert conv.converged, conv.diffs
-        assert kernel_table(fabric, "node2").splitlines() == h.expected()["node2"].render_ip().splitlines()
+        assert kernel_table(fabric, "node2").splitlines() == h.expected()["node2"].table.render_ip().splitlines()
         report = (await fabric.external_report())["external_peers"][0]
         assert report["ok"], report
         assert set(report["sessions"].values()) == {"established"} and len(report["sessions"]) == 3
@@ -261,9 +253,11 @@ async def test_two_subnets_router_kernel_dataplane_and_offsubnet_tor(cluster_of,
         # meshsim nodes program their namespace: every BGP route and blackhole of the expected table is there
         # (pods stay simulated: an address on lo, not a `dev cali...` route)
         for n in ("a1", "b1"):
-            kernel = kernel_table(fabric, n).splitlines()
             want = [line for line in expected[n].render_ip().splitlines() if "proto bird" in line]
-            assert want and all(line in kernel for line in want), (n, kernel)
+            async with asyncio.timeout(10):  # the kernel is programmed right after the simulated table
+                while not all(line in kernel_table(fabric, n).splitlines() for line in want):
+                    await asyncio.sleep(0.1)
+            assert want
         report = (await fabric.external_report())["external_peers"][0]
         assert report["ok"] and report["best_via_owner"] == len(report["expected"]) == 4, report
 
@@ -305,7 +299,7 @@ async def test_teardown_after_a_failed_start(cluster_of, tmp_path):
                     raise ValueError("boom")
         except ValueError:
             pass
-        assert_clean(fabric2, engine_pids(fabric2))
+        assert_clean(fabric2, engine_pids(h2, fabric2))
     finally:
         blocker.close()
 

@@ -62,7 +62,9 @@ async def test_mesh_to_rr_migration_ends_as_expected_and_reports_blackouts(tmp_p
     final = json.loads((tmp_path / "out" / "report.json").read_text())["nodes"]
     for client in ("node3", "node4", "node5", "node6"):
         assert set(final[client]["sessions"]) == {"Node_192_168_0_10", "Node_192_168_0_11"}
-        assert all(s["type"] == "node specific" for s in final[client]["sessions"].values())
+        assert all(s["state"] == "up" for s in final[client]["sessions"].values())
+        status = (tmp_path / "out" / "status" / f"{client}.txt").read_text()
+        assert status.count("| node specific |") == 2 and "node-to-node mesh" not in status
 
 
 def rr1_block(tmp_path: Path) -> str:

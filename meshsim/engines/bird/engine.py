@@ -341,6 +341,13 @@ class BirdEngine:
                 self.on_change()
 
     # -- views ---------------------------------------------------------------------------------------------------
+    def rendered_config(self) -> dict[str, str]:
+        return {name: (self.confdir / name).read_text() for name in bird.FILES if (self.confdir / name).exists()}
+
+    def extra_status(self) -> dict[str, Any]:
+        """BIRD's control socket (`birdc -s PATH`) and its namespace, for people who want to ask BIRD directly."""
+        return {"control_socket": str(self.ctl_path), "netns": self.netns}
+
     def table_text(self) -> str:
         return self.table_raw
 

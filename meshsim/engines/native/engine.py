@@ -260,10 +260,14 @@ class NativeEngine:
         self.cpu_seconds += time.thread_time() - t0
 
     async def _dataplane_loop(self) -> None:
+        """Program the kernel with what Felix decided, in order; deltas queued meanwhile go in one batch."""
         assert self._dataplane_queue is not None
         while True:
-            delta = await self._dataplane_queue.get()
-            await self.dataplane.apply(delta)
+            deltas = [await self._dataplane_queue.get()]
+            while not self._dataplane_queue.empty():
+                deltas.append(self._dataplane_queue.get_nowait())
+            for delta in deltas:
+                await self.dataplane.apply(delta)
 
     # -- the datastore -------------------------------------------------------------------------------------------
     def _apply_local(self, local: LocalState, now: float) -> None:

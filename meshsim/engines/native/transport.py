@@ -84,6 +84,8 @@ class BgpTransport:
         self.new_conn_id = new_conn_id
         self.passwords = dict(passwords or {})
         self.conns: dict[int, _Conn] = {}
+        self._out: dict[int, list[bytes]] = {}  # what to write, per connection, at the end of this loop turn
+        self._flush_scheduled = False
         self.connecting: dict[int, tuple[asyncio.Task, socket.socket]] = {}
         self.listener: socket.socket | None = None
         self.frozen = False
@@ -203,20 +205,44 @@ class BgpTransport:
 
     # -- what the router asks for ------------------------------------------------------------------------
     def send(self, conn_id: int, data: bytes) -> None:
-        conn = self.conns.get(conn_id)
-        if conn is not None and conn.transport is not None and not self.frozen:
-            conn.transport.write(data)
+        """Queue bytes for a connection; everything queued in one loop turn goes out in one write (a BGP
+        speaker writes what its buckets hold, not one message per syscall)."""
+        if self.frozen or conn_id not in self.conns:
+            return
+        pending = self._out.get(conn_id)
+        if pending is None:
+            self._out[conn_id] = [data]
+        else:
+            pending.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._write_out)
+
+    def _write_out(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, {}
+        if self.frozen:
+            return
+        for conn_id, chunks in out.items():
+            conn = self.conns.get(conn_id)
+            if conn is not None and conn.transport is not None:
+                conn.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def close(self, conn_id: int) -> None:
         self._cancel_connect(conn_id)
+        chunks = self._out.pop(conn_id, None)
+        conn = self.conns.get(conn_id)
+        if chunks and conn is not None and conn.transport is not None and not self.frozen:
+            conn.transport.write(b"".join(chunks))  # a NOTIFICATION goes out before the close
         conn = self.conns.pop(conn_id, None)  # forgotten first: the router already knows it is closed
         if conn is not None and conn.transport is not None:
             conn.transport.close()
 
     # -- faults and shutdown --------------------------------------------------------------------------------
     def freeze(self) -> None:
-        """Host crash: stop everything without closing anything."""
+        """Host crash: stop everything without closing anything (what was not written yet is lost)."""
         self.frozen = True
+        self._out.clear()
         if self.listener is not None:
             self._loop.remove_reader(self.listener.fileno())
         for conn in self.conns.values():
@@ -228,6 +254,7 @@ class BgpTransport:
     def reset(self) -> None:
         """SIGKILL: RST on every connection, the listening socket gone."""
         self.frozen = True
+        self._out.clear()
         for conn in list(self.conns.values()):
             t = conn.transport
             if t is None:
@@ -244,6 +271,8 @@ class BgpTransport:
 
     def close_all(self) -> None:
         """Close whatever is left (connections not closed by the router, the listener)."""
+        if not self.frozen:
+            self._write_out()
         for conn_id in list(self.connecting):
             self._cancel_connect(conn_id)
         for conn in list(self.conns.values()):

@@ -10,6 +10,7 @@ Longer than ~400 lines because the parser has one block per subcommand; command 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from typing import Sequence
@@ -18,11 +19,18 @@ from meshsim import __version__
 from meshsim.errors import MeshsimError, NotFoundError
 
 
+def print_warnings(scenario) -> None:
+    """What the load read past (Scenario.warnings), one line each on stderr."""
+    for warning in scenario.warnings:
+        print(f"meshsim: warning: {warning}", file=sys.stderr)
+
+
 def _load(files: Sequence[str]):
     from meshsim.model.cluster import Cluster
     from meshsim.model.resources import load_scenario
 
     scenario = load_scenario(files)
+    print_warnings(scenario)
     return Cluster.build(scenario)
 
 
@@ -33,6 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from meshsim.model.timeline import parse_timeline
 
     scenario = load_scenario(args.files)
+    print_warnings(scenario)
     cluster = Cluster.build(scenario)
     steps = parse_timeline(scenario)
     if args.output in ("json", "yaml"):
@@ -53,6 +62,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
           f"asNumber {b.as_number}, listenPort {b.listen_port}")
     print(f"BGPPeer: {len(scenario.peers)}" + (f" ({', '.join(p.name for p in scenario.peers)})" if scenario.peers
                                                 else ""))
+    if scenario.filters:
+        print(f"BGPFilter: {len(scenario.filters)} ({', '.join(f.name for f in scenario.filters)})")
+    services = [*b.service_cluster_ips, *b.service_external_ips, *b.service_loadbalancer_ips]
+    if services or scenario.services:
+        print(f"Service advertisement: {', '.join(map(str, services)) or 'no ranges'}; "
+              f"{len(scenario.services)} Services, {len(scenario.service_endpoints)} Endpoints")
+    if scenario.has_ipam_state:
+        print(f"IPAM state: {len(scenario.ipam_blocks)} IPAMBlocks, {len(scenario.ipam_handles)} IPAMHandles, "
+              f"{len(scenario.reservations)} IPReservations (the dump's allocations are the truth)")
     print(f"IPAMConfiguration: strictAffinity {str(scenario.ipam.strict_affinity).lower()}, "
           f"maxBlocksPerHost {scenario.ipam.max_blocks_per_host}")
     print(f"BlockAffinity: {len(scenario.affinities)} pinned; blocks claimed in all: {len(cluster.ipam.blocks)}")
@@ -445,6 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure(args.log_level, args.log_json or None)
     try:
+        if os.environ.get("MESHSIM_YAML_LOADER"):
+            from meshsim.model.yamldoc import use_loader
+
+            try:
+                use_loader(os.environ["MESHSIM_YAML_LOADER"].lower())
+            except ValueError as exc:
+                raise NotFoundError("YAML loader (MESHSIM_YAML_LOADER)", os.environ["MESHSIM_YAML_LOADER"],
+                                    ("c", "python")) from exc
         return int(args.func(args) or 0)
     except MeshsimError as exc:
         print(f"meshsim: error: {exc}", file=sys.stderr)

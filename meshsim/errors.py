@@ -15,8 +15,43 @@ The core raises these; only `meshsim.cli` turns them into exit codes.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from typing import Any
+
+MAX_SHOWN = 160  # characters of a value or expectation shown in a message; the rest is cut with a marker
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = MAX_SHOWN
+_REPR.maxother = MAX_SHOWN
+_REPR.maxlong = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` for a message, never longer than about MAX_SHOWN characters (reprlib: without building the
+    whole repr of a huge value first)."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN:
+        return repr(value[:MAX_SHOWN]) + f"... [{len(value) - MAX_SHOWN} more characters]"
+    text = _REPR.repr(value)
+    if len(text) > MAX_SHOWN + 20:
+        text = text[:MAX_SHOWN] + f"... [{len(text) - MAX_SHOWN} more characters]"
+    return text
+
+
+MAX_TEXT = 400  # characters of a message or expectation
+
+
+def clipped(text: str, limit: int = MAX_TEXT) -> str:
+    """A long message or expectation (e.g. "one of" 2,000 node names) cut to `limit` characters with a marker,
+    control characters (a key holding a newline) escaped, so an error stays one line."""
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) <= limit + 20:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
 
 
 class MeshsimError(Exception):
@@ -41,23 +76,23 @@ class ScenarioError(MeshsimError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.path
+        where = clipped(self.path, MAX_SHOWN)
         if self.line is not None:
             where += f":{self.line}"
         parts = [where]
         if self.doc is not None:
             doc = f"document {self.doc}"
             if self.kind:
-                doc += f" ({self.kind}"
-                doc += f" {self.name})" if self.name else ")"
+                doc += f" ({clipped(self.kind, MAX_SHOWN)}"
+                doc += f" {clipped(self.name, MAX_SHOWN)})" if self.name else ")"
             parts.append(doc)
         if self.field:
-            parts.append(f"field {self.field}")
-        text = ": ".join(parts) + ": " + self.message
+            parts.append(f"field {clipped(self.field, MAX_SHOWN)}")
+        text = ": ".join(parts) + ": " + clipped(self.message)
         if self.expected is not None:
-            text += f"; expected {self.expected}"
+            text += f"; expected {clipped(self.expected)}"
         if self.got is not None:
-            text += f", got {self.got!r}"
+            text += f", got {shown(self.got)}"
         return text
 
 
@@ -73,7 +108,7 @@ class SelectorError(MeshsimError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"{self.message} at position {self.pos} in selector {self.expr!r}"
+        return f"{self.message} at position {self.pos} in selector {shown(self.expr)}"
 
 
 @dataclass
@@ -102,10 +137,10 @@ class NotFoundError(MeshsimError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        text = f"no {self.what} named {self.name!r}"
+        text = f"no {self.what} named {shown(self.name)}"
         if self.known:
-            shown = ", ".join(self.known[:10]) + (", ..." if len(self.known) > 10 else "")
-            text += f"; known: {shown}"
+            listed = ", ".join(self.known[:10]) + (", ..." if len(self.known) > 10 else "")
+            text += f"; known: {clipped(listed)}"
         return text
 
 

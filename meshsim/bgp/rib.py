@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from meshsim.bgp.filters import Filter
 from meshsim.bgp.types import PathAttrs
 
 __all__ = [
@@ -40,6 +41,14 @@ class PeerInfo:
     asn: int
     rr_client: bool = False
     """True when this peer is *our* route-reflector client (`rr client;` in our config)."""
+    import_filters: tuple[Filter, ...] = ()
+    """The BGPFilters of the peer's BGPPeer, importV4 rules, in order (confd: called first in `import filter`)."""
+    export_filters: tuple[Filter, ...] = ()
+    """The same filters' exportV4 rules (called before calico_export_to_bgp_peers in `export filter`)."""
+    keep_next_hop: bool = False
+    """BGPPeer keepOriginalNextHop: `next hop keep;` toward an eBGP peer."""
+    allow_local_as: int = 0
+    """BGPPeer numAllowedLocalASNumbers: `allow local as N;` (our AS may appear N times in a received AS_PATH)."""
 
 
 @dataclass(frozen=True)

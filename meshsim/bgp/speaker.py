@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeAlias
 
+from meshsim.bgp.filters import PrefixCommunities
 from meshsim.bgp.types import PathAttrs
 from meshsim.bgp.policy import ExportContext, export, import_check, normalize_import
 from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PeerInfo, Reason
@@ -49,10 +50,17 @@ class SpeakerConfig:
     cluster_id: IPv4Address | None = None
     exportable_pools: tuple[IPv4Network, ...] = ()
     affine_blocks: tuple[IPv4Network, ...] = ()
+    rejected_pools: tuple[IPv4Network, ...] = ()
+    static_routes: tuple[IPv4Network, ...] = ()
+    rr_accept: tuple[IPv4Network, ...] = ()
+    communities: tuple[PrefixCommunities, ...] = ()
+    host_interface: str = "eth0"
+    local_interfaces: tuple[tuple[IPv4Network, str], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exportable_pools", tuple(self.exportable_pools))
-        object.__setattr__(self, "affine_blocks", tuple(self.affine_blocks))
+        for name in ("exportable_pools", "affine_blocks", "rejected_pools", "static_routes", "rr_accept",
+                     "communities", "local_interfaces"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def export_context(self) -> ExportContext:
         return ExportContext(
@@ -61,6 +69,12 @@ class SpeakerConfig:
             cluster_id=self.cluster_id,
             exportable_pools=self.exportable_pools,
             affine_blocks=self.affine_blocks,
+            rejected_pools=self.rejected_pools,
+            static_routes=self.static_routes,
+            rr_accept=self.rr_accept,
+            communities=self.communities,
+            host_interface=self.host_interface,
+            local_interfaces=self.local_interfaces,
         )
 
 

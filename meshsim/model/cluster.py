@@ -9,21 +9,15 @@ no asyncio, no clock.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from meshsim.errors import IpamError, NotFoundError, ScenarioError
 from meshsim.model.ipam import Allocation, Ipam
+from meshsim.model.names import veth_name
 from meshsim.model.peering import Peering, compute_peerings
 from meshsim.model.resources import IPPool, Node, Scenario
-
-
-def veth_name(namespace: str, pod: str, prefix: str = "cali") -> str:
-    """Calico's host-side veth name: prefix + first 11 hex chars of sha1("<namespace>.<pod>")
-    (libcalico-go lib/names VethNameForWorkload)."""
-    digest = hashlib.sha1(f"{namespace}.{pod}".encode()).hexdigest()
-    return prefix + digest[:11]
+from meshsim.model.services import ServiceRoutes, service_routes
 
 
 def tunnel_handle(node: str) -> str:
@@ -37,7 +31,7 @@ class Pod:
     node: str
     ip: IPv4Address
     interface: str
-    pinned: bool = False  # from a WorkloadEndpoint resource
+    pinned: bool = False  # from a WorkloadEndpoint / Pod resource or the IPAM state
 
     @property
     def key(self) -> str:
@@ -49,13 +43,36 @@ class Cluster:
     scenario: Scenario
     ipam: Ipam
     pods: dict[str, Pod] = field(default_factory=dict)  # key "ns/name" -> Pod, in creation order
+    tunnels: dict[str, IPv4Address] = field(default_factory=dict)  # tunl0 addresses IPAM does not hold
     _serial: dict[str, int] = field(default_factory=dict)
+    _services: dict[str, tuple[Scenario, ServiceRoutes]] = field(default_factory=dict)
 
     # -- building ---------------------------------------------------------------------
     @classmethod
     def build(cls, scenario: Scenario) -> "Cluster":
-        ipam = Ipam(scenario.pools, {n.name: n.label_map for n in scenario.nodes}, scenario.ipam)
+        reserved = [c for r in scenario.reservations for c in r.reserved_cidrs]
+        ipam = Ipam(scenario.pools, {n.name: n.label_map for n in scenario.nodes}, scenario.ipam, reserved)
         cluster = cls(scenario=scenario, ipam=ipam)
+        if scenario.has_ipam_state:
+            from meshsim.model.ipamstate import load_ipam_state
+
+            load_ipam_state(cluster)
+        else:
+            cluster._pin_resources()
+        for node_name, count in scenario.spec.workloads:
+            try:
+                cluster.add_pods(node_name, count)
+            except IpamError as exc:
+                spec = scenario.spec
+                path = spec.origin.path if spec.origin else scenario.files[0]
+                raise ScenarioError(path, exc.message, doc=spec.origin.doc if spec.origin else None, kind="Scenario",
+                                    name=spec.name, field=f"spec.workloads.{node_name}") from None
+        return cluster
+
+    def _pin_resources(self) -> None:
+        """Without the datastore's IPAM state: pinned BlockAffinities first, then pinned WorkloadEndpoints, then
+        each node's tunnel address (pinned by ipv4IPIPTunnelAddr, else allocated as calico-node does)."""
+        scenario, ipam = self.scenario, self.ipam
         for aff in scenario.affinities:
             if aff.state == "pendingDeletion":
                 continue
@@ -73,22 +90,12 @@ class Cluster:
                                           exc.message) from None
                 if i == 0:
                     iface = wep.interface_name or veth_name(wep.namespace, wep.pod)
-                    cluster.pods[handle] = Pod(wep.namespace, wep.pod, wep.node, net.network_address, iface,
-                                               pinned=True)
+                    self.pods[handle] = Pod(wep.namespace, wep.pod, wep.node, net.network_address, iface, pinned=True)
         for node in scenario.nodes:
             try:
-                cluster.assign_tunnel_address(node.name)
+                self.assign_tunnel_address(node.name)
             except IpamError as exc:
                 raise _resource_error(node.origin, "Node", node.name, "spec.bgp", exc.message) from None
-        for node_name, count in scenario.spec.workloads:
-            try:
-                cluster.add_pods(node_name, count)
-            except IpamError as exc:
-                spec = scenario.spec
-                path = spec.origin.path if spec.origin else scenario.files[0]
-                raise ScenarioError(path, exc.message, doc=spec.origin.doc if spec.origin else None, kind="Scenario",
-                                    name=spec.name, field=f"spec.workloads.{node_name}") from None
-        return cluster
 
     # -- tunnel addresses ---------------------------------------------------------------------
     def assign_tunnel_address(self, node: str) -> IPv4Address | None:
@@ -98,6 +105,8 @@ class Cluster:
         handle = tunnel_handle(node)
         if handle in self.ipam.allocations:
             return self.ipam.allocations[handle].ip
+        if node in self.tunnels:
+            return self.tunnels[node]
         pinned = self.scenario.node(node).ipip_tunnel_address
         if pinned is not None:
             return self.ipam.assign(handle, node, pinned).ip
@@ -108,7 +117,7 @@ class Cluster:
 
     def tunnel_address(self, node: str) -> IPv4Address | None:
         alloc = self.ipam.allocations.get(tunnel_handle(node))
-        return alloc.ip if alloc else None
+        return alloc.ip if alloc else self.tunnels.get(node)
 
     # -- pods -------------------------------------------------------------------------------
     def add_pods(self, node: str, count: int, namespace: str = "default") -> list[Pod]:
@@ -207,14 +216,29 @@ class Cluster:
 
     # -- what BGP carries ---------------------------------------------------------------------
     def originated(self, node: str) -> frozenset[IPv4Network]:
-        """Routes in the node's BIRD that calico_export_to_bgp_peers may export: its confirmed affine
-        blocks (static blackholes) and the /32s of borrowed addresses its pods use (learned from the kernel)."""
-        # bird_aggr.cfg.template: every affine block (pending ones too, calico#6867) is a static blackhole
-        # that the pool rule of calico_export_to_bgp_peers accepts.
+        """Routes in the node's BIRD that calico_export_to_bgp_peers may export (its export filter decides):
+        - every affine block, pending ones too (calico#6867): `route BLOCK blackhole` in bird_aggr.cfg;
+        - the /32 of every local address not inside one of its confirmed blocks (calico_aggr rejects those):
+          pods' addresses learned from the kernel (borrowed ones, or pods in a pending block), and the tunl0
+          address that `protocol direct` picks up (a tunnel address outside the node's blocks, as on clusters
+          moved from host-local IPAM, is exported as a /32);
+        - the service routes confd adds (meshsim.model.services)."""
         blocks = {b.cidr for b in self.ipam.blocks_of(node) if b.cidr.prefixlen < 32}
-        borrowed = {IPv4Network(a.ip) for a in self.ipam.allocations_on(node)
-                    if a.borrowed and a.handle != tunnel_handle(node)}
-        return frozenset(blocks | borrowed)
+        confirmed = [b.cidr for b in self.ipam.blocks_of(node, include_pending=False)]
+        local = [p.ip for p in self.pods_on(node)]
+        tunnel = self.tunnel_address(node)
+        if tunnel is not None:
+            local.append(tunnel)
+        singles = {IPv4Network(ip) for ip in local
+                   if not any(ip in c and c.prefixlen < 32 for c in confirmed)}
+        return frozenset(blocks | singles | set(self.service_routes(node).static))
+
+    def service_routes(self, node: str) -> ServiceRoutes:
+        """confd's static and reject routes for services on `node` (meshsim.model.services)."""
+        cached = self._services.get(node)
+        if cached is None or cached[0] is not self.scenario:  # the scenario is replaced, never mutated
+            cached = self._services[node] = (self.scenario, service_routes(self.scenario, node))
+        return cached[1]
 
     def affine_blocks(self, node: str) -> tuple[IPv4Network, ...]:
         return tuple(b.cidr for b in self.ipam.blocks_of(node, include_pending=False))
@@ -237,4 +261,4 @@ def _resource_error(origin, kind: str, name: str, fieldpath: str, message: str) 
     return ScenarioError(path, message, doc=origin.doc if origin else None, kind=kind, name=name, field=fieldpath)
 
 
-__all__ = ["Cluster", "Pod", "veth_name", "NotFoundError"]
+__all__ = ["Cluster", "Pod", "veth_name", "tunnel_handle", "NotFoundError", "replace"]

@@ -6,7 +6,10 @@ a pool whose nodeSelector selects the host (up to maxBlocksPerHost, default 20),
 strictAffinity, borrow a single address from another host's block (exported as a /32 by the
 host that runs the workload). Deterministic: a host's block search starts at an offset derived
 from its name (Calico's randomBlockGenerator seeds on the hostname too) and borrowing takes the
-lowest block with a free address. Pure: no asyncio, no clock.
+lowest block with a free address. IPReservations (`reserved`) are never handed out: autoAssign skips them and a
+block that is entirely reserved is never claimed (ipam.go / ipam_block.go `reservations`). A block read from a
+dump (`load_block`) keeps its affinity, its allocations and Calico's order of free ordinals exactly, and may
+lie in a pool that no longer exists (pool ""). Pure: no asyncio, no clock.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class AllocationBlock:
     """One block of a pool (Calico's AllocationBlock); `affinity` is the node it is affine to."""
 
     cidr: IPv4Network
-    pool: str
+    pool: str  # "" for a block of a pool that no longer exists (read from a dump)
     affinity: str | None = None
     state: str = "confirmed"
     # Calico keeps free ordinals as a list: allocation takes from the front,
@@ -56,9 +59,21 @@ class AllocationBlock:
     def ordinal(self, ip: IPv4Address) -> int:
         return int(ip) - int(self.cidr.network_address)
 
-    def take(self, handle: str, ip: IPv4Address | None = None) -> IPv4Address:
+    def free_for(self, reserved: tuple[IPv4Network, ...]) -> int:
+        """Free addresses that are not reserved (NumFreeAddresses with reservations)."""
+        if not reserved:
+            return len(self.unallocated)
+        mine = [r for r in reserved if r.overlaps(self.cidr)]
+        if not mine:
+            return len(self.unallocated)
+        return sum(1 for o in self.unallocated if not any(self.address(o) in r for r in mine))
+
+    def take(self, handle: str, ip: IPv4Address | None = None, reserved: tuple[IPv4Network, ...] = ()) -> IPv4Address:
         if ip is None:
-            ordinal = self.unallocated.pop(0)
+            # ipam_block.go autoAssign: the first free ordinal in `unallocated` order that is not reserved.
+            mine = [r for r in reserved if r.overlaps(self.cidr)]
+            index = next(i for i, o in enumerate(self.unallocated) if not any(self.address(o) in r for r in mine))
+            ordinal = self.unallocated.pop(index)
         else:
             ordinal = self.ordinal(ip)
             self.unallocated.remove(ordinal)
@@ -92,16 +107,18 @@ class Ipam:
     """The cluster's IPAM state. Mutable, but pure: every call is deterministic."""
 
     def __init__(self, pools: Iterable[IPPool], node_labels: Mapping[str, Mapping[str, str]],
-                 config: IPAMConfiguration = IPAMConfiguration()) -> None:
+                 config: IPAMConfiguration = IPAMConfiguration(), reserved: Iterable[IPv4Network] = ()) -> None:
         self.pools = tuple(pools)
         self.config = config
+        self.reserved = tuple(reserved)
         self.node_labels: dict[str, dict[str, str]] = {k: dict(v) for k, v in node_labels.items()}
         self.blocks: dict[IPv4Network, AllocationBlock] = {}
         self.allocations: dict[str, Allocation] = {}
 
     # -- queries ------------------------------------------------------------------
     def pool_of(self, net: IPv4Network | IPv4Address) -> IPPool | None:
-        net = net if isinstance(net, IPv4Network) else IPv4Network(net)
+        if isinstance(net, IPv4Address):
+            return next((p for p in self.pools if net in p.cidr), None)
         return next((p for p in self.pools if net.subnet_of(p.cidr)), None)
 
     def blocks_of(self, node: str, include_pending: bool = True) -> list[AllocationBlock]:
@@ -119,13 +136,47 @@ class Ipam:
         pool = self.pool_of(ip)
         if pool is None:
             return None
-        cidr = IPv4Network(f"{ip}/{pool.block_size}", strict=False)
+        size = 32 - pool.block_size
+        cidr = IPv4Network(((int(ip) >> size) << size, pool.block_size))
         return self.blocks.get(cidr)
 
     def pools_for(self, node: str) -> list[IPPool]:
         """Enabled pools whose nodeSelector selects the node (Calico: pools usable for autoassign)."""
         labels = self.node_labels.get(node, {})
         return [p for p in self.pools if not p.disabled and parse_selector(p.node_selector).matches(labels)]
+
+    # -- the datastore's state, as dumped (IPAMBlock, BlockAffinity) -----------------------------
+    def load_block(self, cidr: IPv4Network, affinity: str | None, state: str, unallocated: Iterable[int] | None,
+                   allocations: Iterable[tuple[int, str, str]]) -> AllocationBlock:
+        """A block exactly as the datastore holds it: `allocations` are (ordinal, handle key, node running it)."""
+        pool = self.pool_of(cidr)
+        block = AllocationBlock(cidr=cidr, pool=pool.name if pool else "", affinity=affinity, state=state,
+                                unallocated=[], handles={})
+        used = set()
+        for ordinal, handle, node in allocations:
+            block.handles[ordinal] = handle
+            used.add(ordinal)
+            alloc = Allocation(handle, block.address(ordinal), node, cidr, borrowed=affinity != node)
+            self.allocations[handle] = alloc
+        if unallocated is None:
+            block.unallocated = [o for o in range(cidr.num_addresses) if o not in used]
+        else:
+            order = list(unallocated)
+            rest = [o for o in range(cidr.num_addresses) if o not in used and o not in set(order)]
+            block.unallocated = order + rest  # ordinals a dump lists in neither place are free, at the end
+        self.blocks[cidr] = block
+        return block
+
+    def rekey(self, old: str, new: str, node: str | None = None) -> Allocation:
+        """Give an allocation read from a dump the handle meshsim knows it by (a pod's "ns/name", a tunnel's
+        handle), and, when a pod shows it runs elsewhere than the attributes said, that node."""
+        alloc = self.allocations.pop(old)
+        block = self.blocks[alloc.block]
+        node = node or alloc.node
+        alloc = Allocation(new, alloc.ip, node, alloc.block, borrowed=block.affinity != node)
+        block.handles[block.ordinal(alloc.ip)] = new
+        self.allocations[new] = alloc
+        return alloc
 
     # -- pinning (BlockAffinity / WorkloadEndpoint resources) -----------------------
     def claim(self, node: str, cidr: IPv4Network, state: str = "confirmed") -> AllocationBlock:
@@ -154,6 +205,8 @@ class Ipam:
             block = self.claim(node, IPv4Network(f"{ip}/{pool.block_size}", strict=False))
         if block.ordinal(ip) in block.handles:
             raise IpamError(node, f"{ip} is already assigned to {block.handles[block.ordinal(ip)]}")
+        if block.ordinal(ip) not in block.unallocated:
+            raise IpamError(node, f"{ip} is not a free address of block {block.cidr}")
         block.take(handle, ip)
         alloc = Allocation(handle, ip, node, block.cidr, borrowed=block.affinity != node)
         self.allocations[handle] = alloc
@@ -177,8 +230,9 @@ class Ipam:
             raise IpamError(node, "no enabled IPPool's nodeSelector selects this node")
         pool_names = {p.name for p in pools}
         # 1. the host's affine blocks (confirmed), lowest first
+        reserved = self.reserved
         for block in self.blocks_of(node, include_pending=False):
-            if block.pool in pool_names and block.free:
+            if block.pool in pool_names and block.free_for(reserved):
                 return self._take(block, handle, node)
         # 2. claim a new block, unless the host reached maxBlocksPerHost (Calico ErrBlockLimit)
         limit_hit = len(self.blocks_of(node)) >= self.config.max_blocks_per_host
@@ -186,7 +240,9 @@ class Ipam:
             for pool in pools:
                 for cidr in self._candidate_blocks(node, pool):
                     existing = self.blocks.get(cidr)
-                    if existing is None or (existing.affinity is None and existing.free):
+                    if existing is None and any(cidr.subnet_of(r) for r in reserved):
+                        continue  # "Ignoring block, it is entirely reserved."
+                    if existing is None or (existing.affinity is None and existing.free_for(reserved)):
                         return self._take(self.claim(node, cidr), handle, node)
         # 3. borrow from another host's block ("a random hunt through any blocks we haven't yet tried")
         if self.config.strict_affinity:
@@ -194,12 +250,12 @@ class Ipam:
                 "no free block left in its pools"
             raise IpamError(node, f"{why} and strictAffinity forbids borrowing from other nodes' blocks")
         for block in sorted(self.blocks.values(), key=lambda b: b.cidr):
-            if block.pool in pool_names and block.affinity != node and block.free:
+            if block.pool in pool_names and block.affinity != node and block.free_for(reserved):
                 return self._take(block, handle, node)
         raise IpamError(node, f"the pools {', '.join(sorted(pool_names))} have no free address left")
 
     def _take(self, block: AllocationBlock, handle: str, node: str) -> Allocation:
-        ip = block.take(handle)
+        ip = block.take(handle, reserved=self.reserved)
         alloc = Allocation(handle, ip, node, block.cidr, borrowed=block.affinity != node)
         self.allocations[handle] = alloc
         return alloc

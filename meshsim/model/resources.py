@@ -1,10 +1,12 @@
-"""Calico v3 resources and the meshsim Scenario document, parsed and validated.
+"""The typed resources of a scenario: Calico v3 resources, the Kubernetes objects Calico reads, and meshsim's own
+Scenario document, validated and cross-checked into one `Scenario`.
 
-Owns: the typed resources (IPPool, Node, BGPConfiguration, BGPPeer, IPAMConfiguration,
-BlockAffinity, WorkloadEndpoint), the Scenario document (hosts, workloads, timers, events),
-and `load_scenario(paths) -> Scenario`. Field names and defaults follow Calico's API
-(api/pkg/apis/projectcalico/v3, docs reference/resources/*.mdx). Unknown kinds, fields
-and values are errors that name the file, document, field and what was expected.
+Owns the frozen dataclasses (IPPool, Node, BGPConfiguration, BGPPeer, BGPFilter, IPAMConfiguration,
+BlockAffinity, IPAMBlock, IPAMHandle, IPReservation, WorkloadEndpoint, Service, ServiceEndpoints, Secret; HostFacts,
+Timers, Event, ScenarioSpec; LoadWarning) and `Scenario`. Field names and defaults follow Calico's API
+(api/pkg/apis/projectcalico/v3, libcalico-go/lib/apis/v3, v3.28). Reading them is `meshsim.model.loader`
+(`load_scenario` here is its entry point, kept for the many callers that import it from this module).
+Longer than most modules on purpose: it is the one place every resource type is declared, field by field.
 Pure: no asyncio, no clock.
 """
 
@@ -15,9 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any, Sequence
 
-from meshsim.errors import ScenarioError, SelectorError
 from meshsim.model.selectors import Selector, parse as parse_selector
-from meshsim.model.yamldoc import Doc, read_documents
 
 CALICO_API_VERSIONS = ("projectcalico.org/v3", "crd.projectcalico.org/v1")
 MESHSIM_API_VERSION = "meshsim/v1"
@@ -27,6 +27,7 @@ DEFAULT_BLOCK_SIZE = 26
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
 AFFINITY_STATES = ("confirmed", "pending", "pendingDeletion")
 IMPLEMENTATIONS = ("meshsim", "bird")
+EXCLUDE_FROM_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,68 @@ class Node:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """A `secretKeyRef` (BGPPeer.password, BGPConfiguration.nodeMeshPassword): which Secret, which key."""
+
+    name: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"secret {self.name} key {self.key}"
+
+
+@dataclass(frozen=True)
+class PrefixAdvertisement:
+    """BGPConfiguration prefixAdvertisements[]: communities (values, names resolved) added to routes in `cidr`."""
+
+    cidr: IPv4Network
+    communities: tuple[str, ...]  # "a:b" standard, "a:b:c" large; sorted, as confd's getCommunitiesArray
+
+
+@dataclass(frozen=True)
 class BGPConfiguration:
+    """`default` (cluster-wide) or `node.<name>` (per node: listenPort, logSeverityScreen, bindMode,
+    ignoredInterfaces, communities / prefixAdvertisements apply; confd reads the rest from `default` only)."""
+
     name: str = "default"
     node_to_node_mesh_enabled: bool = True
     as_number: int = DEFAULT_AS
     listen_port: int = 179
     log_severity_screen: str = "Info"
+    service_cluster_ips: tuple[IPv4Network, ...] = ()
+    service_external_ips: tuple[IPv4Network, ...] = ()
+    service_loadbalancer_ips: tuple[IPv4Network, ...] = ()
+    prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
+    node_mesh_password_ref: SecretKeyRef | None = None
+    node_mesh_password: str | None = field(default=None, repr=False)  # the secret's value, when it was given
+    node_mesh_max_restart_time: float | None = None  # seconds; rendered rounded (confd getNodeMeshRestartTimeKVPair)
+    bind_mode: str = "None"
+    ignored_interfaces: tuple[str, ...] = ()
+    fields_set: frozenset[str] = frozenset()  # spec fields the document sets (per-node configs override only these)
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def node(self) -> str | None:
+        """The node a `node.<name>` configuration is for, None for `default`."""
+        return self.name[len("node."):] if self.name.startswith("node.") else None
+
+
+@dataclass(frozen=True)
+class BGPFilterRule:
+    """One BGPFilterRuleV4: match on cidr (with matchOperator), source, interface; then Accept or Reject."""
+
+    action: str  # Accept | Reject
+    cidr: IPv4Network | None = None
+    match_operator: str | None = None  # Equal | NotEqual | In | NotIn
+    source: str | None = None  # RemotePeers
+    interface: str | None = None  # a glob, as BIRD's `ifname ~ "eth*"`
+
+
+@dataclass(frozen=True)
+class BGPFilter:
+    name: str
+    export_v4: tuple[BGPFilterRule, ...] = ()
+    import_v4: tuple[BGPFilterRule, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -110,12 +167,21 @@ class BGPPeer:
     peer_ip: IPv4Address | None = None
     peer_port: int | None = None
     as_number: int | None = None
+    keep_original_next_hop: bool = False
+    password_ref: SecretKeyRef | None = None
+    password: str | None = field(default=None, repr=False)  # the secret's value, when it was given
+    source_address: str = "UseNodeIP"  # UseNodeIP | None
+    max_restart_time: float | None = None  # seconds
+    num_allowed_local_as: int | None = None
+    ttl_security: int | None = None
+    reachable_by: IPv4Address | None = None
+    filters: tuple[str, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
     @property
     def is_global(self) -> bool:
-        """Calico renders a peer with no node and no selectors as Global_<ip>."""
-        return self.node is None and self.node_selector is None and self.peer_selector is None
+        """Calico renders a peer with no node and no node selector as Global_<ip> (peerSelector peers too)."""
+        return self.node is None and self.node_selector is None
 
 
 @dataclass(frozen=True)
@@ -131,11 +197,60 @@ class BlockAffinity:
     node: str
     cidr: IPv4Network
     state: str = "confirmed"
+    implicit: bool = False  # `state: ""`: confd says "implicitly confirmed"
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class BlockAllocation:
+    """One allocated ordinal of an IPAMBlock with its attributes (handle_id and secondary: node, namespace, pod,
+    type)."""
+
+    ordinal: int
+    handle: str | None = None
+    node: str | None = None
+    namespace: str | None = None
+    pod: str | None = None
+    type: str | None = None  # ipipTunnelAddress | vxlanTunnelAddress | wireguardTunnelAddress | None (a workload)
+
+
+@dataclass(frozen=True)
+class IPAMBlock:
+    """An IPAM block as the datastore holds it (crd.projectcalico.org/v1 IPAMBlock, or an AllocationBlock of
+    `calicoctl datastore migrate export`)."""
+
+    name: str
+    cidr: IPv4Network
+    affinity: str | None  # the node of `affinity: host:<node>`, None when the block has no affinity
+    allocations: tuple[BlockAllocation, ...] = ()
+    unallocated: tuple[int, ...] | None = None  # the free ordinals in Calico's order (None: not given)
+    deleted: bool = False
+    origin: Origin | None = field(default=None, compare=False)
+
+    def address(self, ordinal: int) -> IPv4Address:
+        return self.cidr.network_address + ordinal
+
+
+@dataclass(frozen=True)
+class IPAMHandle:
+    name: str
+    handle_id: str
+    blocks: tuple[tuple[str, int], ...] = ()  # block key ("10.244.1.0/26") -> addresses held in it
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class IPReservation:
+    name: str
+    reserved_cidrs: tuple[IPv4Network, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class WorkloadEndpoint:
+    """A pod's endpoint: a Calico WorkloadEndpoint, or one made from a Kubernetes v1 Pod (its veth named the way
+    the CNI plugin names it)."""
+
     name: str
     namespace: str
     node: str
@@ -143,6 +258,52 @@ class WorkloadEndpoint:
     interface_name: str | None
     ip_networks: tuple[IPv4Network, ...]
     origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Service:
+    """The parts of a Kubernetes v1 Service that confd's route generator reads (confd routes.go)."""
+
+    name: str
+    namespace: str
+    type: str = "ClusterIP"  # ClusterIP | NodePort | LoadBalancer | ExternalName
+    cluster_ip: str | None = None  # "None" for a headless service
+    external_ips: tuple[IPv4Address, ...] = ()
+    load_balancer_ip: IPv4Address | None = None  # spec.loadBalancerIP
+    ingress_ips: tuple[IPv4Address, ...] = ()  # status.loadBalancer.ingress[].ip
+    external_traffic_policy: str = "Cluster"  # Cluster | Local
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ServiceEndpoints:
+    """A Kubernetes v1 Endpoints object: for each ready address, the node it runs on."""
+
+    name: str
+    namespace: str
+    addresses: tuple[tuple[str, str | None], ...] = ()  # (ip, nodeName)
+    origin: Origin | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A Kubernetes Secret: only its values are kept (decoded), for BGP passwords."""
+
+    name: str
+    namespace: str
+    data: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    origin: Origin | None = field(default=None, compare=False)
+
+    def value(self, key: str) -> str | None:
+        return dict(self.data).get(key)
 
 
 @dataclass(frozen=True)
@@ -193,6 +354,18 @@ class ScenarioSpec:
 
 
 @dataclass(frozen=True)
+class LoadWarning:
+    """Something a scenario holds that meshsim reads past on purpose (a kind that does not touch BGP routing, an
+    IPv6 resource, a field of a newer Calico), said once per kind of thing."""
+
+    topic: str  # skipped-kinds | ipv6 | newer-fields | no-bgp-address | secrets | ipam
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Everything a scenario declares, validated and cross-checked."""
 
@@ -205,10 +378,25 @@ class Scenario:
     ipam: IPAMConfiguration = IPAMConfiguration()
     affinities: tuple[BlockAffinity, ...] = ()
     endpoints: tuple[WorkloadEndpoint, ...] = ()
+    filters: tuple[BGPFilter, ...] = ()
+    node_bgp: tuple[BGPConfiguration, ...] = ()  # `node.<name>` BGPConfigurations
+    ipam_blocks: tuple[IPAMBlock, ...] = ()
+    ipam_handles: tuple[IPAMHandle, ...] = ()
+    reservations: tuple[IPReservation, ...] = ()
+    services: tuple[Service, ...] = ()
+    service_endpoints: tuple[ServiceEndpoints, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    warnings: tuple[LoadWarning, ...] = ()
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def has_ipam_state(self) -> bool:
+        """The scenario carries the datastore's allocation state (IPAMBlocks): it is the truth for blocks and
+        addresses, nothing is allocated on top of it except `spec.workloads` pods."""
+        return bool(self.ipam_blocks)
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -231,6 +419,33 @@ class Scenario:
     def asn(self, node: Node) -> int:
         return node.asn if node.asn is not None else self.bgp.as_number
 
+    def bgp_for(self, node: str) -> BGPConfiguration:
+        """The BGP configuration confd applies on `node`: `default`, with the fields its `node.<name>`
+        configuration sets laid over it."""
+        from dataclasses import replace
+
+        own = next((c for c in self.node_bgp if c.node == node), None)
+        if own is None:
+            return self.bgp
+        overrides = {attr: getattr(own, attr) for spec_field, attr in NODE_BGP_FIELDS.items()
+                     if spec_field in own.fields_set}
+        if "communities" in own.fields_set and "prefixAdvertisements" not in own.fields_set:
+            overrides.pop("prefix_advertisements", None)
+        return replace(self.bgp, **overrides)
+
+    def filter(self, name: str) -> BGPFilter | None:
+        return next((f for f in self.filters if f.name == name), None)
+
+    def secret(self, ref: SecretKeyRef | None) -> str | None:
+        if ref is None:
+            return None
+        for s in self.secrets:
+            if s.name == ref.name:
+                value = s.value(ref.key)
+                if value is not None:
+                    return value
+        return None
+
     def pool_for(self, address: IPv4Address | IPv4Network) -> IPPool | None:
         net = address if isinstance(address, IPv4Network) else IPv4Network(address)
         for pool in self.pools:
@@ -244,447 +459,27 @@ class Scenario:
         return replace(self, **changes)
 
 
-# ----------------------------------------------------------------------------------
-# Parsing one document per kind
-
-
-def _meta(doc: Doc, *, name_required: bool = True) -> str:
-    doc.check_fields("metadata", ["name", "namespace", "labels", "annotations", "uid", "resourceVersion",
-                                  "creationTimestamp", "generation", "managedFields"])
-    name = doc.string("metadata.name", required=name_required)
-    return name or ""
-
-
-def _selector_text(doc: Doc, fieldpath: str) -> str | None:
-    text = doc.string(fieldpath)
-    if text is None:
-        return None
-    try:
-        parse_selector(text)
-    except SelectorError as exc:
-        raise doc.error(fieldpath, f"invalid selector: {exc.message} at position {exc.pos}",
-                        expected="a Calico selector such as all(), has(k), k == 'v', k in {'a','b'}",
-                        got=text) from None
-    return text
-
-
-def _ippool(doc: Doc, origin: Origin) -> IPPool:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    doc.check_fields("spec", ["cidr", "blockSize", "ipipMode", "vxlanMode", "natOutgoing", "disabled",
-                              "nodeSelector", "disableBGPExport", "allowedUses", "assignmentMode"])
-    cidr = doc.network("spec.cidr", required=True)
-    assert cidr is not None
-    block_size = doc.integer("spec.blockSize", DEFAULT_BLOCK_SIZE, 20, 32)
-    assert block_size is not None
-    if block_size < cidr.prefixlen:
-        raise doc.error("spec.blockSize", f"blocks of /{block_size} do not fit in the pool {cidr}",
-                        expected=f"a block size between {max(20, cidr.prefixlen)} and 32", got=block_size)
-    ipip = doc.choice("spec.ipipMode", ENCAP_MODES, "Never")
-    vxlan = doc.choice("spec.vxlanMode", ENCAP_MODES, "Never")
-    if ipip != "Never" and vxlan != "Never":
-        raise doc.error("spec.vxlanMode", "ipipMode and vxlanMode cannot both be enabled",
-                        expected="Never when ipipMode is " + ipip, got=vxlan)
-    if vxlan != "Never":
-        raise doc.error("spec.vxlanMode", "VXLAN is not modelled yet: Calico's Felix programs VXLAN routes from the "
-                        "datastore, not BIRD from BGP, and meshsim emulates the BGP path only",
-                        expected="Never (use ipipMode Always/CrossSubnet/Never)", got=vxlan)
-    uses = doc.raw("spec.allowedUses")
-    if uses is not None and (not isinstance(uses, list)
-                             or any(u not in ("Workload", "Tunnel", "LoadBalancer") for u in uses)):
-        raise doc.error("spec.allowedUses", "is not a valid list", expected="a list of Workload, Tunnel, LoadBalancer",
-                        got=uses)
-    doc.choice("spec.assignmentMode", ("Automatic", "Manual"), "Automatic")
-    return IPPool(
-        name=name, cidr=cidr, block_size=block_size, ipip_mode=ipip, vxlan_mode=vxlan,
-        nat_outgoing=doc.boolean("spec.natOutgoing", False), disabled=doc.boolean("spec.disabled", False),
-        node_selector=_selector_text(doc, "spec.nodeSelector") or "all()",
-        disable_bgp_export=doc.boolean("spec.disableBGPExport", False), origin=origin,
-    )
-
-
-def _node(doc: Doc, origin: Origin) -> Node:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec", "status"])
-    doc.check_fields("spec", ["bgp", "orchRefs", "addresses", "ipv4VXLANTunnelAddr", "vxlanTunnelMACAddr",
-                              "interfaces", "wireguard"])
-    doc.check_fields("spec.bgp", ["ipv4Address", "ipv6Address", "asNumber", "routeReflectorClusterID",
-                                  "ipv4IPIPTunnelAddr"])
-    iface = doc.interface("spec.bgp.ipv4Address")
-    if iface is None:
-        raise doc.error("spec.bgp.ipv4Address", "the node has no IPv4 address",
-                        expected="an address with prefix like 192.168.0.81/24 (the node's subnet)")
-    address, subnet = iface
-    asn = doc.integer("spec.bgp.asNumber", None, 1, 4294967295)
-    cluster = doc.address("spec.bgp.routeReflectorClusterID")
-    labels = doc.labels("metadata.labels")
-    tunnel = doc.address("spec.bgp.ipv4IPIPTunnelAddr")
-    return Node(name=name, address=address, subnet=subnet, labels=tuple(sorted(labels.items())), asn=asn,
-                rr_cluster_id=cluster, ipip_tunnel_address=tunnel, origin=origin)
-
-
-def _bgpconfig(doc: Doc, origin: Origin) -> BGPConfiguration:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    if name != "default":
-        raise doc.error("metadata.name", "meshsim models the cluster-wide BGPConfiguration only",
-                        expected="'default'", got=name)
-    doc.check_fields("spec", ["nodeToNodeMeshEnabled", "asNumber", "listenPort", "logSeverityScreen",
-                              "serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs", "communities",
-                              "prefixAdvertisements", "bindMode", "nodeMeshMaxRestartTime", "nodeMeshPassword"])
-    for unsupported in ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs", "communities",
-                        "prefixAdvertisements", "nodeMeshPassword"):
-        if doc.has(f"spec.{unsupported}"):
-            raise doc.error(f"spec.{unsupported}", "is a Calico field meshsim does not model yet",
-                            expected="the field to be removed")
-    doc.choice("spec.bindMode", ("None", "NodeIP"), "None")
-    doc.duration("spec.nodeMeshMaxRestartTime", None)
-    return BGPConfiguration(
-        name=name,
-        node_to_node_mesh_enabled=doc.boolean("spec.nodeToNodeMeshEnabled", True),
-        as_number=doc.integer("spec.asNumber", DEFAULT_AS, 1, 4294967295) or DEFAULT_AS,
-        listen_port=doc.integer("spec.listenPort", 179, 1, 65535) or 179,
-        log_severity_screen=doc.choice("spec.logSeverityScreen",
-                                       ("Debug", "Info", "Warning", "Error", "Fatal", "None"), "Info"),
-        origin=origin,
-    )
-
-
-def _bgppeer(doc: Doc, origin: Origin) -> BGPPeer:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    doc.check_fields("spec", ["node", "nodeSelector", "peerSelector", "peerIP", "asNumber", "keepOriginalNextHop",
-                              "sourceAddress", "maxRestartTime", "reversePeering"])
-    node = doc.string("spec.node")
-    node_selector = _selector_text(doc, "spec.nodeSelector")
-    peer_selector = _selector_text(doc, "spec.peerSelector")
-    if node is not None and node_selector is not None:
-        raise doc.error("spec.nodeSelector", "node and nodeSelector cannot both be set",
-                        expected="only one of node, nodeSelector")
-    peer_ip_text = doc.raw("spec.peerIP")
-    peer_ip = None
-    peer_port = None
-    if peer_ip_text is not None:
-        text = str(peer_ip_text)
-        if text.count(":") == 1:
-            host, port = text.split(":")
-            if not port.isdigit() or not 0 < int(port) < 65536:
-                raise doc.error("spec.peerIP", "has an invalid port", expected="ip or ip:port", got=peer_ip_text)
-            text, peer_port = host, int(port)
-        try:
-            peer_ip = IPv4Address(text)
-        except ValueError:
-            raise doc.error("spec.peerIP", "is not a valid IPv4 address", expected="ip or ip:port",
-                            got=peer_ip_text) from None
-    if (peer_ip is None) == (peer_selector is None):
-        raise doc.error("spec.peerIP" if peer_ip is None else "spec.peerSelector",
-                        "a BGPPeer needs exactly one of peerIP and peerSelector",
-                        expected="peerIP or peerSelector")
-    asn = doc.integer("spec.asNumber", None, 1, 4294967295)
-    if peer_ip is not None and asn is None:
-        raise doc.error("spec.asNumber", "is required with peerIP", expected="an AS number")
-    doc.choice("spec.sourceAddress", ("UseNodeIP", "None"), "UseNodeIP")
-    doc.choice("spec.reversePeering", ("Auto", "Manual"), "Auto")
-    doc.boolean("spec.keepOriginalNextHop", False)
-    doc.duration("spec.maxRestartTime", None)
-    return BGPPeer(name=name, node=node, node_selector=node_selector, peer_selector=peer_selector,
-                   peer_ip=peer_ip, peer_port=peer_port, as_number=asn, origin=origin)
-
-
-def _ipamconfig(doc: Doc, origin: Origin) -> IPAMConfiguration:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    if name != "default":
-        raise doc.error("metadata.name", "Calico's IPAMConfiguration is a singleton", expected="'default'", got=name)
-    doc.check_fields("spec", ["strictAffinity", "maxBlocksPerHost", "autoAllocateBlocks"])
-    return IPAMConfiguration(
-        strict_affinity=doc.boolean("spec.strictAffinity", False),
-        max_blocks_per_host=doc.integer("spec.maxBlocksPerHost", DEFAULT_MAX_BLOCKS_PER_HOST, 0, 1 << 20)
-        or DEFAULT_MAX_BLOCKS_PER_HOST,
-        origin=origin,
-    )
-
-
-def _blockaffinity(doc: Doc, origin: Origin) -> BlockAffinity:
-    name = _meta(doc, name_required=False)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    doc.check_fields("spec", ["node", "cidr", "state", "deleted", "type"])
-    node = doc.string("spec.node", required=True)
-    cidr = doc.network("spec.cidr", required=True)
-    assert node is not None and cidr is not None
-    state = doc.choice("spec.state", AFFINITY_STATES, "confirmed")
-    return BlockAffinity(name=name or f"{node}-{cidr}".replace("/", "-"), node=node, cidr=cidr, state=state,
-                         origin=origin)
-
-
-def _workloadendpoint(doc: Doc, origin: Origin) -> WorkloadEndpoint:
-    name = _meta(doc, name_required=False)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    doc.check_fields("spec", ["node", "pod", "interfaceName", "ipNetworks", "orchestrator", "workload", "endpoint",
-                              "containerID", "profiles", "mac", "serviceAccountName", "ports"])
-    node = doc.string("spec.node", required=True)
-    pod = doc.string("spec.pod", required=True)
-    assert node is not None and pod is not None
-    namespace = doc.string("metadata.namespace", "default") or "default"
-    iface = doc.string("spec.interfaceName")
-    nets_raw = doc.raw("spec.ipNetworks")
-    if not isinstance(nets_raw, list) or not nets_raw:
-        raise doc.error("spec.ipNetworks", "needs at least one address", expected="a list like ['10.244.42.68/32']",
-                        got=nets_raw)
-    nets: list[IPv4Network] = []
-    for i, item in enumerate(nets_raw):
-        try:
-            net = IPv4Network(str(item) if "/" in str(item) else f"{item}/32", strict=True)
-        except ValueError:
-            raise doc.error(f"spec.ipNetworks.{i}", "is not a valid IPv4 address", expected="an address like "
-                            "10.244.42.68/32", got=item) from None
-        if net.prefixlen != 32:
-            raise doc.error(f"spec.ipNetworks.{i}", "a workload address must be a /32", expected="a /32", got=item)
-        nets.append(net)
-    return WorkloadEndpoint(name=name or f"{node}-k8s-{pod}-eth0", namespace=namespace, node=node, pod=pod,
-                            interface_name=iface, ip_networks=tuple(nets), origin=origin)
-
-
-def _scenario_spec(doc: Doc, origin: Origin) -> ScenarioSpec:
-    name = _meta(doc)
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "spec"])
-    doc.check_fields("spec", ["hosts", "workloads", "timers", "events"])
-    hosts: list[tuple[str, HostFacts]] = []
-    raw_hosts = doc.raw("spec.hosts") or {}
-    if not isinstance(raw_hosts, dict):
-        raise doc.error("spec.hosts", "must be a mapping of node name (or 'default') to host facts", got=raw_hosts)
-    for host, facts in raw_hosts.items():
-        base = f"spec.hosts.{host}"
-        doc.check_fields(base, ["interface", "gateway", "implementation"])
-        gw_text = doc.raw(f"{base}.gateway")
-        gateway = None if gw_text in (None, "first") else doc.address(f"{base}.gateway")
-        if isinstance(facts, dict) and "interface" in facts and not str(facts["interface"]).strip():
-            raise doc.error(f"{base}.interface", "must not be empty", expected="an interface name like eth0")
-        hosts.append((str(host), HostFacts(
-            interface=doc.string(f"{base}.interface", "eth0") or "eth0",
-            gateway=gateway,
-            implementation=doc.choice(f"{base}.implementation", IMPLEMENTATIONS, "meshsim"),
-        )))
-    workloads: list[tuple[str, int]] = []
-    raw_w = doc.raw("spec.workloads") or {}
-    if not isinstance(raw_w, dict):
-        raise doc.error("spec.workloads", "must be a mapping of node name to a pod count", got=raw_w)
-    for node_name in raw_w:
-        count = doc.integer(f"spec.workloads.{node_name}", 0, 0, 1 << 20)
-        workloads.append((str(node_name), count or 0))
-    doc.check_fields("spec.timers", ["holdTime", "keepaliveTime"])
-    hold = doc.duration("spec.timers.holdTime", None)
-    keep = doc.duration("spec.timers.keepaliveTime", None)
-    if hold is None:
-        hold = 240.0
-    if hold != 0 and hold < 3:
-        raise doc.error("spec.timers.holdTime", "is too short", expected="0 or at least 3s (RFC 4271 §4.2)",
-                        got=doc.raw("spec.timers.holdTime"))
-    if keep is None:
-        keep = hold / 3
-    if keep > hold:
-        raise doc.error("spec.timers.keepaliveTime", "must not exceed holdTime", expected=f"<= {hold:g}s",
-                        got=doc.raw("spec.timers.keepaliveTime"))
-    events_raw = doc.raw("spec.events") or []
-    if not isinstance(events_raw, list):
-        raise doc.error("spec.events", "must be a list of events", expected="a list like [{action: sleep, "
-                        "duration: 5s}]", got=events_raw)
-    events: list[Event] = []
-    for i, ev in enumerate(events_raw):
-        if not isinstance(ev, dict) or not isinstance(ev.get("action"), str):
-            raise doc.error(f"spec.events.{i}", "each event needs an action", expected="a mapping with 'action'",
-                            got=ev)
-        events.append(Event(index=i, action=ev["action"], fields=tuple(ev.items()),
-                            line=doc.lines.get(("spec", "events", i))))
-    return ScenarioSpec(name=name, hosts=tuple(hosts), workloads=tuple(workloads),
-                        timers=Timers(hold_time=hold, keepalive_time=keep), events=tuple(events), origin=origin)
-
-
-PARSERS = {
-    "IPPool": _ippool,
-    "Node": _node,
-    "BGPConfiguration": _bgpconfig,
-    "BGPPeer": _bgppeer,
-    "IPAMConfiguration": _ipamconfig,
-    "BlockAffinity": _blockaffinity,
-    "WorkloadEndpoint": _workloadendpoint,
+# The spec fields a `node.<name>` BGPConfiguration sets for its node, and the attribute each becomes (confd
+# getBGPConfigKey with a NodeBGPConfigKey: listen_port, loglevel, bind_mode, ignored_interfaces,
+# prefix_advertisements are read per host by the templates).
+NODE_BGP_FIELDS = {
+    "listenPort": "listen_port",
+    "logSeverityScreen": "log_severity_screen",
+    "bindMode": "bind_mode",
+    "ignoredInterfaces": "ignored_interfaces",
+    "prefixAdvertisements": "prefix_advertisements",
 }
 
 
-def _expand_lists(doc: Doc) -> list[Doc]:
-    """`kind: List` / `IPPoolList` (what `calicoctl get -o yaml` prints) -> one Doc per item."""
-    kind = doc.data.get("kind")
-    if not (isinstance(kind, str) and kind.endswith("List")):
-        return [doc]
-    doc.check_fields("", ["apiVersion", "kind", "metadata", "items"])
-    items = doc.data.get("items") or []
-    if not isinstance(items, list):
-        raise doc.error("items", "must be a list", got=items)
-    out: list[Doc] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise doc.error(f"items.{i}", "must be a mapping")
-        item = dict(item)
-        item.setdefault("apiVersion", doc.data.get("apiVersion"))
-        if "kind" not in item and kind != "List":
-            item["kind"] = kind[: -len("List")]
-        lines = {k[2:]: v for k, v in doc.lines.items() if len(k) >= 2 and k[0] == "items" and k[1] == i}
-        out.append(Doc(doc.path, doc.index, item, lines))
-    return out
-
-
-@dataclass
-class _Collected:
-    pools: list[IPPool] = field(default_factory=list)
-    nodes: list[Node] = field(default_factory=list)
-    bgp: list[BGPConfiguration] = field(default_factory=list)
-    peers: list[BGPPeer] = field(default_factory=list)
-    ipam: list[IPAMConfiguration] = field(default_factory=list)
-    affinities: list[BlockAffinity] = field(default_factory=list)
-    endpoints: list[WorkloadEndpoint] = field(default_factory=list)
-    specs: list[ScenarioSpec] = field(default_factory=list)
-    docs: dict[int, Doc] = field(default_factory=dict)  # id(resource) -> doc for cross-check errors
-
-
-def parse_resource(doc: Doc) -> Any:
-    """One document -> its typed resource (IPPool, Node, ..., ScenarioSpec)."""
-    if not isinstance(doc.data, dict):
-        raise doc.error(None, "a document must be a mapping with apiVersion and kind", got=doc.data)
-    kind = doc.data.get("kind")
-    api = doc.data.get("apiVersion")
-    doc.kind = kind if isinstance(kind, str) else None
-    meta = doc.data.get("metadata")
-    doc.name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
-    if kind is None:
-        raise doc.error("kind", "is required", expected="one of " + ", ".join([*PARSERS, "Scenario"]))
-    if api is None:
-        raise doc.error("apiVersion", "is required", expected=" or ".join((*CALICO_API_VERSIONS, MESHSIM_API_VERSION)))
-    origin = Origin(doc.path, doc.index)
-    if kind == "Scenario":
-        if api != MESHSIM_API_VERSION:
-            raise doc.error("apiVersion", "is not the meshsim API version", expected=MESHSIM_API_VERSION, got=api)
-        return _scenario_spec(doc, origin)
-    if kind not in PARSERS:
-        raise doc.error("kind", "is not a kind meshsim knows", expected="one of " + ", ".join([*PARSERS, "Scenario"]),
-                        got=kind)
-    if api not in CALICO_API_VERSIONS:
-        raise doc.error("apiVersion", "is not a Calico API version", expected=" or ".join(CALICO_API_VERSIONS), got=api)
-    return PARSERS[kind](doc, origin)
-
-
 def load_scenario(paths: Sequence[str | Path]) -> Scenario:
-    """Read, validate and cross-check one scenario made of one or more YAML files."""
-    if not paths:
-        raise ScenarioError("<command line>", "no scenario file given", expected="one or more YAML files")
-    got = _Collected()
-    for path in paths:
-        for top in read_documents(path):
-            for doc in _expand_lists(top):
-                res = parse_resource(doc)
-                got.docs[id(res)] = doc
-                match res:
-                    case IPPool():
-                        got.pools.append(res)
-                    case Node():
-                        got.nodes.append(res)
-                    case BGPConfiguration():
-                        got.bgp.append(res)
-                    case BGPPeer():
-                        got.peers.append(res)
-                    case IPAMConfiguration():
-                        got.ipam.append(res)
-                    case BlockAffinity():
-                        got.affinities.append(res)
-                    case WorkloadEndpoint():
-                        got.endpoints.append(res)
-                    case ScenarioSpec():
-                        got.specs.append(res)
-    return _cross_check(got, tuple(str(p) for p in paths))
+    """Read, validate and cross-check one scenario made of one or more YAML files (meshsim.model.loader)."""
+    from meshsim.model.loader import load_scenario as load
+
+    return load(paths)
 
 
-def _dup(got: _Collected, items: Sequence[Any], key: Any, what: str, fieldpath: str) -> None:
-    seen: dict[Any, Any] = {}
-    for item in items:
-        k = key(item)
-        if k in seen:
-            first = seen[k]
-            raise got.docs[id(item)].error(fieldpath, f"duplicate {what} {k}; first declared in {first.origin}",
-                                           expected=f"a unique {what}")
-        seen[k] = item
+def parse_resource(doc: Any) -> Any:
+    """One document -> its typed resource (meshsim.model.loader.parse_resource)."""
+    from meshsim.model.loader import parse_resource as parse
 
-
-def _cross_check(got: _Collected, files: tuple[str, ...]) -> Scenario:
-    if len(got.specs) > 1:
-        raise got.docs[id(got.specs[1])].error("kind", f"a scenario has one Scenario document; the first is in "
-                                                       f"{got.specs[0].origin}", expected="a single Scenario")
-    spec = got.specs[0] if got.specs else ScenarioSpec(name=Path(files[0]).stem)
-    for many, what in ((got.bgp, "BGPConfiguration"), (got.ipam, "IPAMConfiguration")):
-        if len(many) > 1:
-            raise got.docs[id(many[1])].error("metadata.name", f"{what} 'default' declared twice; first in "
-                                                               f"{many[0].origin}", expected="one")
-    if not got.nodes:
-        raise ScenarioError(files[0], "the scenario declares no Node", expected="at least one Node resource")
-    if not got.pools:
-        raise ScenarioError(files[0], "the scenario declares no IPPool", expected="at least one IPPool resource")
-    _dup(got, got.pools, lambda p: p.name, "IPPool name", "metadata.name")
-    _dup(got, got.nodes, lambda n: n.name, "Node name", "metadata.name")
-    _dup(got, got.nodes, lambda n: n.address, "node address", "spec.bgp.ipv4Address")
-    _dup(got, got.peers, lambda p: p.name, "BGPPeer name", "metadata.name")
-    for i, a in enumerate(got.pools):
-        for b in got.pools[:i]:
-            if a.cidr.overlaps(b.cidr):
-                raise got.docs[id(a)].error("spec.cidr", f"overlaps IPPool {b.name} ({b.cidr}, {b.origin})",
-                                            expected="a CIDR that overlaps no other pool", got=str(a.cidr))
-    node_names = {n.name for n in got.nodes}
-    known = ", ".join(sorted(node_names))
-    for n in got.nodes:
-        for p in got.pools:
-            if n.address in p.cidr:
-                raise got.docs[id(n)].error("spec.bgp.ipv4Address", f"the node address lies inside IPPool {p.name} "
-                                            f"({p.cidr})", expected="a host address outside every pool",
-                                            got=str(n.address))
-    for peer in got.peers:
-        if peer.node is not None and peer.node not in node_names:
-            raise got.docs[id(peer)].error("spec.node", "names no Node of the scenario", expected=f"one of {known}",
-                                           got=peer.node)
-    for aff in got.affinities:
-        doc = got.docs[id(aff)]
-        if aff.node not in node_names:
-            raise doc.error("spec.node", "names no Node of the scenario", expected=f"one of {known}", got=aff.node)
-        pool = next((p for p in got.pools if aff.cidr.subnet_of(p.cidr)), None)
-        if pool is None:
-            raise doc.error("spec.cidr", "lies in no IPPool", expected="a block inside a declared pool",
-                            got=str(aff.cidr))
-        if aff.cidr.prefixlen != pool.block_size:
-            raise doc.error("spec.cidr", f"is not a block of pool {pool.name}", expected=f"a /{pool.block_size}",
-                            got=str(aff.cidr))
-    _dup(got, got.affinities, lambda a: a.cidr, "BlockAffinity for block", "spec.cidr")
-    seen_ips: dict[IPv4Network, WorkloadEndpoint] = {}
-    for wep in got.endpoints:
-        doc = got.docs[id(wep)]
-        if wep.node not in node_names:
-            raise doc.error("spec.node", "names no Node of the scenario", expected=f"one of {known}", got=wep.node)
-        for i, net in enumerate(wep.ip_networks):
-            if not any(net.subnet_of(p.cidr) for p in got.pools):
-                raise doc.error(f"spec.ipNetworks.{i}", "lies in no IPPool", expected="an address inside a pool",
-                                got=str(net))
-            if net in seen_ips:
-                raise doc.error(f"spec.ipNetworks.{i}", f"is already used by {seen_ips[net].origin}",
-                                expected="a unique workload address", got=str(net))
-            seen_ips[net] = wep
-    spec_doc = got.docs.get(id(spec)) if got.specs else None
-    if spec_doc is not None:
-        for host, _ in spec.hosts:
-            if host != "default" and host not in node_names:
-                raise spec_doc.error(f"spec.hosts.{host}", "names no Node of the scenario",
-                                     expected=f"'default' or one of {known}", got=host)
-        for node_name, _ in spec.workloads:
-            if node_name not in node_names:
-                raise spec_doc.error(f"spec.workloads.{node_name}", "names no Node of the scenario",
-                                     expected=f"one of {known}", got=node_name)
-    return Scenario(
-        files=files, spec=spec, pools=tuple(got.pools), nodes=tuple(got.nodes),
-        bgp=got.bgp[0] if got.bgp else BGPConfiguration(), peers=tuple(got.peers),
-        ipam=got.ipam[0] if got.ipam else IPAMConfiguration(), affinities=tuple(got.affinities),
-        endpoints=tuple(got.endpoints),
-    )
+    return parse(doc)

@@ -37,6 +37,7 @@ _PUNCT = {"(": "LPAREN", ")": "RPAREN", "{": "LBRACE", "}": "RBRACE", ",": "COMM
 _QUOTES = frozenset("'\"")
 _OPERATORS = "==, !=, in, not in"
 _TERM_START = "a label key, has(, all(), ! or ("
+MAX_NESTING = 64  # parentheses; Calico's own parser has no limit, a real selector never nests past a few
 
 
 # -- the tree ---------------------------------------------------------------------------
@@ -279,6 +280,7 @@ class _Parser:
         self.expr = expr
         self.tokens = _tokenize(expr)
         self.index = 0
+        self.depth = 0  # open parentheses: bounded, so a hostile selector cannot exhaust the stack
 
     # token access
 
@@ -349,12 +351,16 @@ class _Parser:
     def primary(self) -> Selector:
         tok = self.peek()
         if tok.kind is _Kind.LPAREN:
+            if self.depth >= MAX_NESTING:
+                raise self.error(tok, f"parentheses nest deeper than {MAX_NESTING} levels")
             self.advance()
+            self.depth += 1
             sel = self.or_expr()
             close = self.peek()
             if close.kind is not _Kind.RPAREN:
                 raise self.expected(close, "')' to close '('")
             self.advance()
+            self.depth -= 1
             return sel
         if tok.kind is _Kind.IDENT:
             if tok.text in ("has", "all") and self.peek(1).kind is _Kind.LPAREN:

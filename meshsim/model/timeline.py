@@ -20,12 +20,13 @@ Every event but `sleep` waits for convergence (or its own `timeout`) before the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from meshsim.errors import ScenarioError
 from meshsim.model.resources import BGPConfiguration, BGPPeer, IPAMConfiguration, IPPool, Node, Scenario, parse_resource
+from meshsim.model.names import NAME_RULE, name_problem
 from meshsim.model.yamldoc import Doc, parse_duration
 
 ACTIONS = ("add-workloads", "remove-workloads", "stop-node", "kill-node", "start-node", "add-node", "disconnect",
@@ -166,7 +167,7 @@ def parse_timeline(scenario: Scenario, node_names: list[str] | None = None) -> l
                 if not isinstance(resource, dict):
                     raise err("resource", "is required", expected="a Calico resource mapping (apiVersion, kind, "
                               "metadata, spec)", got=resource)
-                doc = Doc(path, docn or 0, resource, {})
+                doc = Doc(path, docn or 0, resource)
                 try:
                     parsed = parse_resource(doc)
                 except ScenarioError as exc:
@@ -176,6 +177,13 @@ def parse_timeline(scenario: Scenario, node_names: list[str] | None = None) -> l
                     raise err("resource.kind", "cannot be applied during a run",
                               expected="IPPool, Node, BGPConfiguration, BGPPeer or IPAMConfiguration",
                               got=type(parsed).__name__)
+                if isinstance(parsed, BGPPeer) and parsed.password_ref is not None:
+                    parsed = replace(parsed, password=scenario.secret(parsed.password_ref))
+                if isinstance(parsed, BGPConfiguration) and parsed.node_mesh_password_ref is not None:
+                    parsed = replace(parsed, node_mesh_password=scenario.secret(parsed.node_mesh_password_ref))
+                if isinstance(parsed, BGPConfiguration) and parsed.node is not None:
+                    raise err("resource.metadata.name", "a per-node BGPConfiguration cannot be applied during a run",
+                              expected="default", got=parsed.name)
                 if isinstance(parsed, Node) and parsed.name not in known:
                     known.append(parsed.name)
                 steps.append(Step(resource=parsed, **common))
@@ -186,6 +194,9 @@ def _add_node(raw: dict[str, Any], err, known: list[str], addresses: set[str], s
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise err("name", "is required", expected="a new node name")
+    problem = name_problem(name)
+    if problem is not None:
+        raise err("name", f"is not a valid resource name: it {problem}", expected=NAME_RULE, got=name)
     if name in known:
         raise err("name", "a node with this name already exists", got=name)
     text = raw.get("ipv4Address")

@@ -26,7 +26,13 @@ from ipaddress import IPv4Address, IPv4Network
 
 from meshsim.model.cluster import Cluster
 from meshsim.model.peering import Peering
-from meshsim.oracle.expected import exportable, _is_client, _sessions
+from meshsim.model.peering import sessions as _sessions
+from meshsim.oracle.expected import exportable
+
+
+def _is_client(sessions: dict[str, list[Peering]], rr: str, peer: str) -> bool:
+    """`peer` is a route-reflector client of `rr` (rr renders `rr client` toward it)."""
+    return any(p.peer_node == peer and p.rr_client for p in sessions.get(rr, []))
 
 RULE = ("one prefix over one session counts once; each node sends its best path to every peer its export "
         "rules allow (every route reflector's copy to every client counts); copies the receiver drops by "

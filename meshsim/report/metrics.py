@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from meshsim.model.peering import Peering
+from meshsim.model.peering import Peering, sessions
 from meshsim.routes.history import table_digest
 from meshsim.routes.routetable import RouteTable
 
@@ -42,17 +42,9 @@ def table_diff(expected: RouteTable, actual_ip_text: str) -> TableDiff:
 
 
 def expected_sessions(peerings: dict[str, list[Peering]], running: Iterable[str]) -> set[tuple[str, str]]:
-    """(node, protocol name) of every session that should be Established among running nodes."""
-    running = set(running)
-    configured = {(p.node, p.peer_node) for lst in peerings.values() for p in lst if p.peer_node}
-    out = set()
-    for node, lst in peerings.items():
-        if node not in running:
-            continue
-        for p in lst:
-            if p.peer_node in running and (p.peer_node, node) in configured:
-                out.add((node, p.name))
-    return out
+    """(node, protocol name) of every session that should be Established among running nodes: configured at
+    both ends, not both passive, same password (meshsim.model.peering.session_comes_up)."""
+    return {(node, p.name) for node, lst in sessions(peerings, set(running)).items() for p in lst}
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -74,14 +74,19 @@ def bgp_route(prefix: IPv4Network, next_hop: IPv4Address, pool: IPPool | None, h
 
 
 def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapping[IPv4Address, str],
-               learned: Mapping[IPv4Network, IPv4Address], pools: Iterable[IPPool]) -> RouteTable:
+               learned: Mapping[IPv4Network, IPv4Address], pools: Iterable[IPPool],
+               static_routes: Iterable[IPv4Network] = (), reject: Iterable[IPv4Network] = ()) -> RouteTable:
     """A node's whole main table from its parts.
 
     `learned` maps each BGP best-path prefix to its next hop. A learned route for exactly the same
     destination as a local workload loses to the workload route (BIRD's kernel protocol does not
     replace Felix's route), and a learned route equal to an own block loses to the blackhole.
+    `static_routes` are confd's service routes (`route X blackhole` in bird_aggr.cfg) and `reject` its
+    reject CIDRs: calico_kernel_programming programs neither a static route nor a learned one inside
+    a reject CIDR (the service ranges), so only service /32s outside the ranges reach the kernel.
     """
     pools = tuple(pools)
+    reject = tuple(reject)
     routes: dict[IPv4Network, Route] = {}
     for r in host_routes(host):
         routes[r.dst] = r
@@ -90,9 +95,14 @@ def node_table(host: HostView, *, blocks: Iterable[IPv4Network], workloads: Mapp
             routes[block] = blackhole_route(block)
     for ip, iface in workloads.items():
         routes[IPv4Network(ip)] = workload_route(ip, iface)
+    for static in static_routes:
+        if static not in routes and not any(static.subnet_of(r) for r in reject):
+            routes[static] = blackhole_route(static)
     for prefix, nh in learned.items():
         if prefix in routes:
             continue
+        if reject and any(prefix.subnet_of(r) for r in reject):
+            continue  # "Don't program static routes into kernel." (bird_ipam.cfg /rejectcidrs)
         pool = next((p for p in pools if prefix.subnet_of(p.cidr)), None)
         r = bgp_route(prefix, nh, pool, host)
         if r is not None:
@@ -123,6 +133,8 @@ class FelixAgent:
         self.host = host
         self.pools = tuple(pools)
         self.blocks: frozenset[IPv4Network] = frozenset()
+        self.static_routes: frozenset[IPv4Network] = frozenset()  # confd's service routes on this node
+        self.reject: tuple[IPv4Network, ...] = ()  # confd's reject CIDRs (the service ranges)
         self.workloads: dict[IPv4Network, Route] = {}
         self.learned: dict[IPv4Network, IPv4Address] = {}
         self.history = history if history is not None else RouteHistory()
@@ -142,6 +154,16 @@ class FelixAgent:
         self.blocks = new_blocks
         self.workloads = new_wl
 
+    def set_services(self, static_routes: Iterable[IPv4Network], reject: Iterable[IPv4Network]) -> None:
+        """confd's service routes (`route X blackhole` in bird_aggr.cfg) and its reject CIDRs."""
+        new_static = frozenset(static_routes)
+        new_reject = tuple(reject)
+        self._dirty |= self.static_routes ^ new_static
+        if new_reject != self.reject:
+            self._dirty |= set(self.learned) | new_static
+        self.static_routes = new_static
+        self.reject = new_reject
+
     def set_learned(self, prefix: IPv4Network, next_hop: IPv4Address | None) -> None:
         if next_hop is None:
             if self.learned.pop(prefix, None) is not None:
@@ -158,7 +180,8 @@ class FelixAgent:
         """Graceful-restart recovery is over: routes nobody wants any more go now."""
         if self.recovering:
             self.recovering = False
-            self._dirty |= set(self._routes) | set(self.learned) | set(self.blocks) | set(self.workloads)
+            self._dirty |= (set(self._routes) | set(self.learned) | set(self.blocks) | set(self.workloads)
+                            | set(self.static_routes))
 
     # -- programming ------------------------------------------------------------------------------
     def route_for(self, dst: IPv4Network) -> Route | None:
@@ -168,9 +191,12 @@ class FelixAgent:
             return blackhole_route(dst)
         if dst in self._host:
             return self._host[dst]
+        rejected = bool(self.reject) and any(dst.subnet_of(r) for r in self.reject)
+        if dst in self.static_routes and not rejected:
+            return blackhole_route(dst)
         nh = self.learned.get(dst)
-        if nh is None:
-            return None
+        if nh is None or rejected:
+            return None  # "Don't program static routes into kernel." (bird_ipam.cfg /rejectcidrs)
         pool = next((p for p in self.pools if dst.subnet_of(p.cidr)), None)
         return bgp_route(dst, nh, pool, self.host)
 
@@ -204,7 +230,8 @@ class FelixAgent:
     def desired(self) -> RouteTable:
         return node_table(self.host, blocks=self.blocks, workloads={IPv4Address(d.network_address): r.dev or ""
                                                                     for d, r in self.workloads.items()},
-                          learned=self.learned, pools=self.pools)
+                          learned=self.learned, pools=self.pools, static_routes=self.static_routes,
+                          reject=self.reject)
 
     @property
     def table(self) -> RouteTable:

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Any
 
+from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME
 from meshsim.fabric.base import Fabric
 from meshsim.model.cluster import Cluster, Pod
 from meshsim.model.resources import Node
@@ -136,7 +137,8 @@ class Harness:
         if mode != "sigkill":
             return None
         cfg = self.fabric.configs()[name]
-        restart = max((p.restart_time for p in cfg.peers), default=0)
+        restart = max((p.restart_time if p.restart_time is not None else BIRD_GRACEFUL_RESTART_TIME
+                       for p in cfg.peers), default=0)
         if restart <= 0:
             return None
         self.stale[name] = time.time() + restart

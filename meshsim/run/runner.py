@@ -305,8 +305,12 @@ def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Cal
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # also when started with SIGINT ignored (`cmd &` in a script)
             loop.add_signal_handler(sig, task.cancel)
+        from meshsim.cli import print_warnings  # what the load read past, on stderr
+
+        scenario = load_scenario(args.files)
+        print_warnings(scenario)
         if mode_check is not None:
-            mode_check(Cluster.build(load_scenario(args.files)))
+            mode_check(Cluster.build(scenario))
         return await run_scenario(list(args.files), out=out, timeout=args.timeout,
                                   keep_running=getattr(args, "keep_running", False), fabric_factory=fabric_factory,
                                   log_level=getattr(args, "log_level", None) or "info",

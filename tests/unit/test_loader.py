@@ -76,11 +76,17 @@ def test_overlapping_pools(write_yaml):
     assert err.doc == 2 and err.field == "spec.cidr" and "overlaps IPPool pool1" in err.message
 
 
-def test_node_without_address(write_yaml):
-    path = write_yaml(pool_doc(), "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: a}\nspec: {}\n")
-    err = _error([path])
-    assert err.kind == "Node" and err.name == "a" and err.field == "spec.bgp.ipv4Address"
-    assert "no IPv4 address" in err.message and "192.168.0.81/24" in err.expected
+def test_node_without_address_is_left_out_with_a_warning(write_yaml):
+    """confd leaves a node without an IPv4 BGP address out of the mesh; so does meshsim, and says so."""
+    path = write_yaml(pool_doc(), node_doc("b", "10.0.0.2/24"),
+                      "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: a}\nspec: {}\n")
+    sc = load_scenario([path])
+    assert [n.name for n in sc.nodes] == ["b"]
+    [warning] = sc.warnings
+    assert warning.topic == "no-bgp-address" and "a" in warning.message and "left out" in warning.message
+    err = _error([write_yaml(pool_doc(), "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: a}\n"
+                                         "spec: {}\n")])
+    assert "declares no Node" in err.message and "IPv4 BGP address" in err.message
 
 
 def test_node_address_without_prefix(write_yaml):
@@ -108,9 +114,11 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_kind(write_yaml):
-    err = _error([write_yaml(pool_doc(), "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\n"
+    err = _error([write_yaml(pool_doc(), "apiVersion: projectcalico.org/v3\nkind: NetworkPolicyy\n"
                                          "metadata: {name: x}\n")])
-    assert err.field == "kind" and err.got == "NetworkPolicy" and "IPPool" in err.expected
+    assert err.field == "kind" and err.got == "NetworkPolicyy" and "IPPool" in err.expected
+    err = _error([write_yaml(pool_doc(), "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")])
+    assert err.field == "kind" and err.got == "Deployment" and "apps/v1" in err.message
 
 
 def test_unknown_field(write_yaml):

@@ -21,7 +21,7 @@ PKG = ROOT / "meshsim"
 PURE_PACKAGES = ("model", "bgp", "routes", "oracle")
 PURE_MODULES = ("meshsim.errors", "meshsim.report.metrics", "meshsim.report.calicoctl", "meshsim.report.birdtable",
                 "meshsim.report.birdc", "meshsim.report.birdread", "meshsim.report.scaling",
-                "meshsim.engines.bird.confd")
+                "meshsim.engines.bird.confd", "meshsim.engines.bird.inputs", "meshsim.engines.bird.readback")
 FORBIDDEN = {"asyncio", "socket", "subprocess", "time", "datetime", "threading", "multiprocessing", "selectors",
              "signal", "uvloop", "structlog", "logging", "os", "shutil", "tempfile"}
 CODEC = "meshsim.bgp.codec"

@@ -356,9 +356,20 @@ def test_set_config_pool_disabled_withdraws() -> None:
     s = solo()
     s.handle(PeerUp(P2.name), 0)
     s.handle(Originate(frozenset({MY_BLOCK})), 1)
-    out = s.set_config(SpeakerConfig(ME, AS, None, (), (MY_BLOCK,)))
+    # disableBGPExport: reject_disabled_pools() rejects before calico_aggr would accept the block
+    out = s.set_config(SpeakerConfig(ME, AS, None, (), (MY_BLOCK,), rejected_pools=(POOL,)))
     assert out == [Withdraw(P2.name, MY_BLOCK)]
     assert MY_BLOCK in s.loc_rib()  # still our route, just not exported
+
+
+def test_block_of_a_deleted_pool_is_still_exported_by_calico_aggr() -> None:
+    """BIRD's order: calico_aggr's `net = BLOCK accept` comes before the pool rules, so an affine block whose
+    pool is gone (not disabled, gone) is still exported; a /32 inside it is not."""
+    s = solo()
+    s.handle(PeerUp(P2.name), 0)
+    s.set_config(SpeakerConfig(ME, AS, None, (), (MY_BLOCK,)))
+    out = s.handle(Originate(frozenset({MY_BLOCK, net("10.244.1.5/32")})), 1)
+    assert [o for o in out if isinstance(o, Announce)] == [Announce(P2.name, MY_BLOCK, PathAttrs(next_hop=ME))]
 
 
 def test_set_config_becoming_rr_rechecks_imports() -> None:

@@ -24,7 +24,7 @@ from meshsim.bgp.rib import BestChanged, PeerInfo
 from meshsim.bgp.router import (OpenTcp, PeerSpec, RecoveryDone, ResetPeer, Router, SessionDown, SessionUp, StartAll,
                                 StopAll)
 from meshsim.bgp.speaker import Originate, SpeakerConfig
-from meshsim.bgp.timers import SessionTimers
+from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers
 from meshsim.bgp.types import PathAttrs
 from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
 from meshsim.engines.native.transport import BgpTransport
@@ -34,21 +34,17 @@ from meshsim.routes.routetable import Route
 
 
 def speaker_config(config: NodeConfig, local: LocalState) -> SpeakerConfig:
-    return SpeakerConfig(router_id=IPv4Address(config.address), local_as=config.asn,
-                         cluster_id=IPv4Address(config.cluster_id) if config.cluster_id else None,
-                         exportable_pools=tuple(p.cidr for p in config.ip_pools() if p.exported),
-                         affine_blocks=tuple(IPv4Network(b) for b in local.affine))
+    return config.speaker_config(local)  # what confd renders into the node's BIRD filters
 
 
 def peer_specs(config: NodeConfig) -> list[PeerSpec]:
     keepalive = float(config.keepalive_time) if config.keepalive_time else None
+    filters = config.filter_table()
     out = []
     for p in config.peers:
-        timers = SessionTimers(hold_time=float(config.hold_time), keepalive_time=keepalive,
-                               restart_time=int(p.restart_time))
-        info = PeerInfo(name=p.name, address=IPv4Address(p.address), router_id=IPv4Address(p.address), asn=p.asn,
-                        rr_client=p.rr_client)
-        out.append(PeerSpec(info, IPv4Address(p.session_address), p.port, p.passive, timers))
+        restart = p.restart_time if p.restart_time is not None else BIRD_GRACEFUL_RESTART_TIME
+        timers = SessionTimers(hold_time=float(config.hold_time), keepalive_time=keepalive, restart_time=int(restart))
+        out.append(PeerSpec(p.peer_info(filters), IPv4Address(p.session_address), p.port, p.passive, timers))
     return out
 
 
@@ -276,6 +272,8 @@ class NativeEngine:
         self._perform(self.router.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now), now)
         self.felix.set_local([IPv4Network(b) for b in local.blocks],
                              {IPv4Address(ip): iface for ip, iface in local.workloads})
+        services = local.felix_routes()
+        self.felix.set_services(services["static_routes"], services["reject"])
         self._schedule_felix()
 
     async def set_local(self, local: LocalState) -> None:

@@ -1,0 +1,45 @@
+"""The 127.x address each node's BGP session runs on when every node is a process on one machine.
+
+Owns `loopback_addresses(nodes)`: a node's declared address keeps its last three octets (192.168.0.81 ->
+127.168.0.81), so logs and `ss` output stay readable; when that address is taken by an earlier node (10.255.0.3/8
+and 11.255.0.3/8 both map to 127.255.0.3), is a network or broadcast form (x.x.x.0, x.x.x.255) or is 127.0.0.1,
+the node gets the next free address of 127.254.0.0/16 instead. The result is distinct for every node by
+construction, so a scenario that validates can run. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Iterable
+
+_RESERVED = frozenset({IPv4Address("127.0.0.1")})
+_FALLBACK_BASE = int(IPv4Address("127.254.0.0"))
+
+
+def loopback_addresses(nodes: Iterable[tuple[str, IPv4Address]]) -> dict[str, IPv4Address]:
+    """(node name, declared address) in scenario order -> a distinct 127.x address per node."""
+    out: dict[str, IPv4Address] = {}
+    pairs = list(nodes)
+    used: set[IPv4Address] = set(_RESERVED)
+    direct: dict[str, IPv4Address] = {}
+    for name, address in pairs:
+        o = address.packed
+        if o[3] not in (0, 255):
+            direct[name] = IPv4Address(bytes([127, o[1], o[2], o[3]]))
+    wanted = set(direct.values())
+    fallback = _FALLBACK_BASE
+    for name, _address in pairs:
+        cand = direct.get(name)
+        if cand is None or cand in used:
+            while True:
+                fallback += 1
+                cand = IPv4Address(fallback)
+                if cand.packed[3] in (0, 255) or cand in used or cand in wanted:
+                    continue
+                break
+        used.add(cand)
+        out[name] = cand
+    return out
+
+
+__all__ = ["loopback_addresses"]

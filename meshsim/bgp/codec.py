@@ -44,7 +44,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from meshsim.bgp.messages import (
     Capabilities,
@@ -964,21 +964,25 @@ def _split_communities(communities: Sequence[str]) -> tuple[list[bytes], list[by
 # ---------------------------------------------------------------------------- packing
 
 
+Route: TypeAlias = IPv4Network | tuple[IPv4Network, int]
+"""One NLRI or withdrawn route for `encode_updates`: a prefix, or (prefix, path id) with its own Path Identifier."""
+
+
 def encode_updates(
-    announce: Mapping[PathAttrs, Sequence[IPv4Network]],
-    withdraw: Sequence[IPv4Network],
+    announce: Mapping[PathAttrs, Sequence[Route]],
+    withdraw: Sequence[Route],
     negotiated: Negotiated,
     path_id: int | Mapping[IPv4Network, int] = 0,
 ) -> list[bytes]:
     """Pack routes into as few UPDATEs (each <= 4096 bytes) as BIRD would.
 
     Withdrawals first, in UPDATEs of their own, then one run of UPDATEs per attribute set in
-    `announce` order; prefixes keep their order. With ADD-PATH send negotiated every prefix
-    carries a Path Identifier (RFC 7911 §3): `path_id` as a fixed id for all, or a mapping
-    prefix -> id (KeyError for a prefix it lacks). Without ADD-PATH `path_id` is ignored.
-    BIRD 2 sends its route-source id (one per originating protocol or peer, the same for all
-    their routes), so one fixed id per source matches it. A prefix announced with two ids at
-    once needs two calls (or `encode(Update(...))`).
+    `announce` order; routes keep their order. With ADD-PATH send negotiated every route
+    carries a Path Identifier (RFC 7911 §3): a route given as (prefix, path id) carries its own,
+    a bare prefix `path_id`, as a fixed id for all or a mapping prefix -> id (KeyError for a
+    prefix it lacks). Without ADD-PATH the ids are ignored. BIRD sends its route-source id (one
+    per originating protocol and per received path of a peer, meshsim.bgp.sources); one prefix
+    announced as two paths is two (prefix, id) routes, in one call.
     """
     add_path = negotiated.add_path_send
     encoded: list[bytes] = []
@@ -1000,15 +1004,17 @@ def encode_updates(
 _UPDATE_ROOM = MAX_MESSAGE_LEN - HEADER_LEN - 4  # body minus the two length fields
 
 
-def _prefix_items(
-    networks: Sequence[IPv4Network], path_id: int | Mapping[IPv4Network, int], add_path: bool
-) -> list[bytes]:
-    if not add_path:
-        return [_prefix_bytes(net) for net in networks]
-    if isinstance(path_id, int):
-        packed_id = _U32.pack(path_id)
-        return [packed_id + _prefix_bytes(net) for net in networks]
-    return [_U32.pack(path_id[net]) + _prefix_bytes(net) for net in networks]
+def _prefix_items(routes: Sequence[Route], path_id: int | Mapping[IPv4Network, int], add_path: bool) -> list[bytes]:
+    items: list[bytes] = []
+    for route in routes:
+        if isinstance(route, tuple):
+            net, own_id = route
+            items.append(_U32.pack(own_id) + _prefix_bytes(net) if add_path else _prefix_bytes(net))
+        elif not add_path:
+            items.append(_prefix_bytes(route))
+        else:
+            items.append(_U32.pack(path_id if isinstance(path_id, int) else path_id[route]) + _prefix_bytes(route))
+    return items
 
 
 def _pack(items: Sequence[bytes], room: int) -> Iterator[bytes]:

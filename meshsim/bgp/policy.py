@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
+from typing import TypeAlias
 
 from meshsim.bgp.filters import PrefixCommunities, RouteFacts, communities_for, merge_communities, run_filters
 from meshsim.bgp.types import PathAttrs
@@ -22,6 +23,7 @@ __all__ = [
     "ExportContext",
     "ExportDecision",
     "calico_export",
+    "Memo",
     "calico_filter",
     "route_facts",
     "export",
@@ -223,15 +225,36 @@ def _reflect(path: Path, ctx: ExportContext) -> PathAttrs:
     )
 
 
-def export_decision(path: Path, to: PeerInfo, ctx: ExportContext,
-                    memo: dict[PathAttrs, PathAttrs] | None = None) -> ExportDecision:
-    """What to send `to` for best path `path`: the whole export rule set in one place. `memo`: a dict the
-    caller keeps while it exports one path to many peers (the reflected attributes are the same for all)."""
+Memo: TypeAlias = dict[object, object]
+"""What `export_decision` remembers while one path is exported to many peers (see there)."""
+
+
+def export_decision(path: Path, to: PeerInfo, ctx: ExportContext, memo: Memo | None = None) -> ExportDecision:
+    """What to send `to` for `path` (the best path, or with ADD-PATH each candidate): the whole export
+    rule set in one place.
+
+    `memo`: a dict the caller keeps while it exports one path to many peers. Past rule 1 (never back to the
+    source) the decision depends on `to` only through its kind: internal or external, `rr client` or not,
+    its BGPFilters and `next hop keep`; so it is made once per kind (a route reflector reflects a path once
+    for all its clients), and the reflected attributes once per attribute set.
+    """
     source = path.source
-    # 1. Never advertise a path back to the neighbour it came from (BIRD bgp_preexport).
+    # 1. Never advertise a path back to the neighbour it came from (BIRD 1.6 bgp_import_control `p == new_bgp`,
+    # 2.0 bgp_preexport "Reject our routes").
     if source is not None and source.name == to.name:
         return ExportDecision(None, f"learned from {to.name}: not sent back")
+    if memo is None:
+        return _decide(path, to, ctx, None)
+    kind = (_is_ebgp(to, ctx), to.rr_client, to.export_filters, to.keep_next_hop)
+    decision = memo.get(kind)
+    if decision is None:
+        decision = memo[kind] = _decide(path, to, ctx, memo)
+    return decision  # type: ignore[return-value]
 
+
+def _decide(path: Path, to: PeerInfo, ctx: ExportContext, memo: Memo | None) -> ExportDecision:
+    """Rules 2-6 of `export_decision`; they read `to` only through its kind (see there)."""
+    source = path.source
     to_ebgp = _is_ebgp(to, ctx)
     if source is not None and not to_ebgp and not _is_ebgp(source, ctx) and ctx.cluster_id is None:
         # 4. RFC 4271 §9.2: routes learned from an internal peer are not re-advertised to other internal
@@ -275,13 +298,15 @@ def export_decision(path: Path, to: PeerInfo, ctx: ExportContext,
     # bgp_cluster_list_loopy() with the client session's `rr cluster id`).
     if to.rr_client and ctx.cluster_id in path.attrs.cluster_list:
         return ExportDecision(None, f"CLUSTER_LIST contains our cluster id {ctx.cluster_id}: not sent to "
-                                    f"client {to.name} (RFC 4456 §8)")
+                                    f"clients (RFC 4456 §8)")
     if source.rr_client or to.rr_client:
-        reflected = memo.get(path.attrs) if memo is not None else None
+        key = ("reflect", path.attrs)
+        reflected = memo.get(key) if memo is not None else None
         if reflected is None:
             reflected = _reflect(path, ctx)
             if memo is not None:
-                memo[path.attrs] = reflected
+                memo[key] = reflected
+        assert isinstance(reflected, PathAttrs)
         if source.rr_client:
             # From a client: reflect to all peers, clients and non-clients, except the source.
             return ExportDecision(reflected, f"{why}; reflected from client {source.name} (RFC 4456 §8)")
@@ -290,6 +315,6 @@ def export_decision(path: Path, to: PeerInfo, ctx: ExportContext,
     return ExportDecision(None, "from a non-client, not reflected to a non-client (RFC 4456 §8)")
 
 
-def export(path: Path, to: PeerInfo, ctx: ExportContext, memo: dict[PathAttrs, PathAttrs] | None = None) -> PathAttrs | None:
-    """Attributes to send `to` for best path `path`, or None if it must not be sent."""
+def export(path: Path, to: PeerInfo, ctx: ExportContext, memo: Memo | None = None) -> PathAttrs | None:
+    """Attributes to send `to` for `path`, or None if it must not be sent."""
     return export_decision(path, to, ctx, memo).attrs

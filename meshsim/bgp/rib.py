@@ -1,9 +1,10 @@
 """Routing information bases and BIRD's best-path selection.
 
 Owns: `PeerInfo` (who a path came from), `Path`, `Reason`, `best_path()`, the per-peer
-`AdjRibIn`, and the `LocRib`, which keeps every candidate path per prefix and returns
-`BestChanged` diffs from each change (GoBGP's `TableManager.Update` shape).
-Pure and synchronous: imports nothing but the stdlib and `meshsim.bgp.types`; no asyncio,
+`AdjRibIn`, and the `LocRib`, which keeps every candidate path per prefix (one per source and received
+ADD-PATH path id), numbers their sources (`meshsim.bgp.sources`) and returns `BestChanged`
+diffs from each change (GoBGP's `TableManager.Update` shape).
+Pure and synchronous: imports nothing but the stdlib and `meshsim.bgp.{types,sources}`; no asyncio,
 no exabgp, no sockets, no clock. Export and import rules live in `meshsim.bgp.policy`.
 """
 
@@ -13,8 +14,10 @@ import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import TypeAlias
 
 from meshsim.bgp.filters import Filter
+from meshsim.bgp.sources import RouteSources, SourceKey
 from meshsim.bgp.types import PathAttrs
 
 __all__ = [
@@ -22,8 +25,11 @@ __all__ = [
     "BestChanged",
     "LocRib",
     "Path",
+    "PathKey",
     "PeerInfo",
     "Reason",
+    "RouteSources",
+    "SourceKey",
     "best_path",
 ]
 
@@ -59,6 +65,9 @@ class Path:
     attrs: PathAttrs
     source: PeerInfo | None
     """The neighbour it was learned from; None for a locally originated path."""
+    path_id: int = 0
+    """The Path Identifier the neighbour sent it with (RFC 7911 §3); 0 when the session has no ADD-PATH
+    receive, and for local paths. One neighbour may send several paths of a prefix, one per path id."""
 
     @property
     def is_local(self) -> bool:
@@ -168,11 +177,12 @@ def _by_cluster_list(a: Path, b: Path, local_as: int | None) -> int:
 
 
 def _by_peer_address(a: Path, b: Path, local_as: int | None) -> int:
-    # RFC 4271 §9.1.2.2 g): lowest peer address. The protocol name breaks the last tie
-    # (two sessions to one address) so the order is total and input-order independent.
+    # RFC 4271 §9.1.2.2 g): lowest peer address. The protocol name (two sessions to one address) and
+    # then the received path id (RFC 7911: two paths of one neighbour that tie on everything else)
+    # break the last ties, so the order is total and input-order independent.
     if a.source is None or b.source is None:
         return 0
-    return _cmp((a.source.address, a.source.name), (b.source.address, b.source.name))
+    return _cmp((a.source.address, a.source.name, a.path_id), (b.source.address, b.source.name, b.path_id))
 
 
 BEST_PATH_STEPS: tuple[tuple[Reason, _Comparator], ...] = (
@@ -190,11 +200,11 @@ BEST_PATH_STEPS: tuple[tuple[Reason, _Comparator], ...] = (
 before CLUSTER_LIST length."""
 
 
-def _stable_key(path: Path) -> tuple[int, IPv4Address, str, str]:
+def _stable_key(path: Path) -> tuple[int, IPv4Address, str, int, str]:
     src = path.source
     if src is None:
-        return (0, IPv4Address(0), "", repr(path.attrs))
-    return (1, src.address, src.name, repr(path.attrs))
+        return (0, IPv4Address(0), "", path.path_id, repr(path.attrs))
+    return (1, src.address, src.name, path.path_id, repr(path.attrs))
 
 
 def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path, Reason] | None:
@@ -204,11 +214,24 @@ def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path,
     of paths with an empty AS_PATH; without it every path is treated as internal.
     The result does not depend on the order of `paths`.
     """
-    candidates = sorted(set(paths), key=_stable_key)
+    return _select(list(dict.fromkeys(paths)), local_as)
+
+
+def _select(candidates: Sequence[Path], local_as: int | None) -> tuple[Path, Reason] | None:
+    """`best_path` of distinct paths. Elimination keeps, at each step, the candidates no other one beats, so
+    the winner does not depend on the order; two candidates (the common case of a prefix learned twice) need
+    only one comparison per step, since every comparator is antisymmetric."""
     if not candidates:
         return None
     if len(candidates) == 1:
         return candidates[0], Reason.ONLY_PATH
+    if len(candidates) == 2:
+        a, b = candidates
+        for reason, compare in BEST_PATH_STEPS:
+            c = compare(a, b, local_as)
+            if c:
+                return (a if c < 0 else b), reason
+        return min(candidates, key=_stable_key), Reason.PEER_ADDRESS
     for reason, compare in BEST_PATH_STEPS:
         survivors = [
             p for p in candidates if not any(compare(q, p, local_as) < 0 for q in candidates)
@@ -216,8 +239,8 @@ def best_path(paths: Sequence[Path], local_as: int | None = None) -> tuple[Path,
         if len(survivors) == 1:
             return survivors[0], reason
         candidates = survivors
-    # Only identical sources remain (cannot happen in a LocRib, which keys by source).
-    return candidates[0], Reason.PEER_ADDRESS
+    # Only identical (source, path id) pairs remain (cannot happen in a LocRib, which keys by them).
+    return min(candidates, key=_stable_key), Reason.PEER_ADDRESS
 
 
 # --------------------------------------------------------------------------------------
@@ -236,35 +259,43 @@ class BestChanged:
     reason: Reason | None
 
 
+PathKey: TypeAlias = tuple[IPv4Network, int]
+"""(prefix, path id): one path of one neighbour in an Adj-RIB-In, or one path sent in an Adj-RIB-Out."""
+
 class AdjRibIn:
-    """The paths one neighbour has sent us and we accepted (after the import check)."""
+    """The paths one neighbour has sent us and we accepted (after the import check), keyed by
+    (prefix, path id) (RFC 7911 §3: with ADD-PATH a neighbour sends several paths per prefix,
+    an UPDATE replaces only the path with the same id). Without ADD-PATH receive every id is 0,
+    which is also the default of `get`, `withdraw` and `prefix in rib`."""
 
     def __init__(self, peer: PeerInfo) -> None:
         self.peer = peer
-        self._paths: dict[IPv4Network, Path] = {}
+        self._paths: dict[PathKey, Path] = {}
 
     def update(self, path: Path) -> Path | None:
-        """Store `path` (implicitly replacing an earlier one); return the one replaced."""
-        old = self._paths.get(path.prefix)
-        self._paths[path.prefix] = path
+        """Store `path` (implicitly replacing an earlier one with its id); return the one replaced."""
+        key = (path.prefix, path.path_id)
+        old = self._paths.get(key)
+        self._paths[key] = path
         return old
 
-    def withdraw(self, prefix: IPv4Network) -> Path | None:
-        return self._paths.pop(prefix, None)
+    def withdraw(self, prefix: IPv4Network, path_id: int = 0) -> Path | None:
+        return self._paths.pop((prefix, path_id), None)
 
-    def get(self, prefix: IPv4Network) -> Path | None:
-        return self._paths.get(prefix)
+    def get(self, prefix: IPv4Network, path_id: int = 0) -> Path | None:
+        return self._paths.get((prefix, path_id))
 
     def clear(self) -> list[Path]:
         dropped = list(self._paths.values())
         self._paths.clear()
         return dropped
 
-    def paths(self) -> dict[IPv4Network, Path]:
+    def paths(self) -> dict[PathKey, Path]:
         return dict(self._paths)
 
-    def __contains__(self, prefix: object) -> bool:
-        return prefix in self._paths
+    def __contains__(self, key: object) -> bool:
+        """`(prefix, path_id) in rib`; a bare prefix means path id 0."""
+        return (key if isinstance(key, tuple) else (key, 0)) in self._paths
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -277,44 +308,63 @@ def _source_key(source: PeerInfo | str | None) -> str | None:
 
 
 class LocRib:
-    """Every candidate path per prefix (at most one per source) and the current best.
+    """Every candidate path per prefix (one per source and received path id) and the current best.
 
-    Each mutation returns the `BestChanged` diffs it caused (empty when the best path
-    stayed the same); the speaker turns those into exports.
+    Each mutation returns the `BestChanged` diffs it caused (empty when the best path stayed the
+    same; a change of another candidate returns nothing, an ADD-PATH exporter asks `sourced()`).
+    `sources` numbers the sources of the candidates (`RouteSources`).
     """
 
-    def __init__(self, local_as: int | None = None) -> None:
+    def __init__(self, local_as: int | None = None, sources: RouteSources | None = None) -> None:
         self.local_as = local_as
-        self._candidates: dict[IPv4Network, dict[str | None, Path]] = {}
+        self.sources = sources if sources is not None else RouteSources()
+        self._candidates: dict[IPv4Network, dict[SourceKey, Path]] = {}
         self._best: dict[IPv4Network, tuple[Path, Reason]] = {}
-        self._by_peer: dict[str | None, set[IPv4Network]] = {}
+        self._by_peer: dict[str | None, set[PathKey]] = {}
+        self._sorted: list[IPv4Network] | None = None
 
     # -- mutations ---------------------------------------------------------------------
 
     def update(self, path: Path) -> list[BestChanged]:
-        key = _source_key(path.source)
-        self._candidates.setdefault(path.prefix, {})[key] = path
-        self._by_peer.setdefault(key, set()).add(path.prefix)
+        name = _source_key(path.source)
+        key = (name, path.path_id)
+        cands = self._candidates.get(path.prefix)
+        if cands is None:
+            cands = self._candidates[path.prefix] = {}
+            self._sorted = None
+        if key not in cands:
+            self.sources.acquire(key)
+            self._by_peer.setdefault(name, set()).add((path.prefix, path.path_id))
+        cands[key] = path
         return self._recompute(path.prefix)
 
-    def withdraw(self, prefix: IPv4Network, source: PeerInfo | str | None) -> list[BestChanged]:
-        key = _source_key(source)
-        cands = self._candidates.get(prefix)
-        if cands is None or key not in cands:
+    def withdraw(self, prefix: IPv4Network, source: PeerInfo | str | None, path_id: int = 0) -> list[BestChanged]:
+        name = _source_key(source)
+        if not self._remove(prefix, name, path_id):
             return []
+        self._by_peer[name].discard((prefix, path_id))
+        return self._recompute(prefix)
+
+    def _remove(self, prefix: IPv4Network, name: str | None, path_id: int) -> bool:
+        cands = self._candidates.get(prefix)
+        key = (name, path_id)
+        if cands is None or key not in cands:
+            return False
         del cands[key]
         if not cands:
             del self._candidates[prefix]
-        self._by_peer.get(key, set()).discard(prefix)
-        return self._recompute(prefix)
+            self._sorted = None
+        self.sources.release(key)
+        return True
 
     def drop_peer(self, peer_name: str) -> list[BestChanged]:
+        """Remove every path of `peer_name` (all its path ids)."""
+        touched: set[IPv4Network] = set()
+        for prefix, path_id in self._by_peer.pop(peer_name, set()):
+            self._remove(prefix, peer_name, path_id)
+            touched.add(prefix)
         changes: list[BestChanged] = []
-        for prefix in sorted(self._by_peer.pop(peer_name, set())):
-            cands = self._candidates[prefix]
-            del cands[peer_name]
-            if not cands:
-                del self._candidates[prefix]
+        for prefix in sorted(touched):
             changes.extend(self._recompute(prefix))
         return changes
 
@@ -326,7 +376,8 @@ class LocRib:
 
     def _recompute(self, prefix: IPv4Network) -> list[BestChanged]:
         old = self._best.get(prefix)
-        result = best_path(tuple(self._candidates.get(prefix, {}).values()), self.local_as)
+        cands = self._candidates.get(prefix)
+        result = _select(tuple(cands.values()), self.local_as) if cands else None
         if result is None:
             self._best.pop(prefix, None)
         else:
@@ -345,8 +396,22 @@ class LocRib:
     def candidates(self, prefix: IPv4Network) -> tuple[Path, ...]:
         return tuple(self._candidates.get(prefix, {}).values())
 
+    def sourced(self, prefix: IPv4Network) -> list[tuple[int, Path]]:
+        """The candidates of `prefix` with their route-source ids (the path ids an ADD-PATH sender uses),
+        by id."""
+        ids = self.sources.id_of
+        return sorted(((ids(key), path) for key, path in self._candidates.get(prefix, {}).items()),
+                      key=lambda item: item[0])
+
+    def source_id(self, path: Path) -> int:
+        return self.sources.id_of((_source_key(path.source), path.path_id))
+
     def prefixes(self) -> list[IPv4Network]:
-        return sorted(self._candidates)
+        """Every prefix with a candidate, sorted (kept between changes of the set: a route reflector replays
+        the whole table to each peer that comes up)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._candidates)
+        return list(self._sorted)
 
     def snapshot(self) -> dict[IPv4Network, tuple[Path, Reason]]:
         return dict(sorted(self._best.items()))

@@ -4,7 +4,9 @@ Owns `Router`: it maps TCP events to the `Session` of the peer they belong to (m
 what the sessions receive to the `Speaker` (meshsim.bgp.speaker), and turns the speaker's exports into
 UPDATE messages, packed as BIRD packs them (all prefixes sharing attributes in as few UPDATEs as fit,
 RFC 4271 §4.3) and encoded once for every peer that negotiated the same parameters (a route reflector
-sends the same bytes to all its clients). After a session's initial advertisement comes End-of-RIB
+sends the same bytes to all its clients). ADD-PATH (RFC 7911, BIRD `add paths on`, `add_paths`): received
+path ids go to the speaker with each path, and a session that negotiated ADD-PATH send gets every path the
+speaker exports to it, each with its path id. After a session's initial advertisement comes End-of-RIB
 (RFC 4724 §2). It also runs this node's own graceful-restart recovery (`bird -R`, RFC 4724 §4.1): while
 recovering, our OPENs carry the Restart State bit and nothing is exported until every peer has sent
 End-of-RIB (or came up without graceful restart, or restarts itself), or `graceful restart wait` ran out.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Iterable
+from itertools import repeat
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeAlias
@@ -122,7 +125,8 @@ Action: TypeAlias = OpenTcp | fsm.Send | fsm.Close | SessionUp | SessionDown | B
 class _Peer:
     spec: PeerSpec
     session: Session
-    pending: dict[IPv4Network, PathAttrs | None] = field(default_factory=dict)
+    pending: dict[tuple[IPv4Network, int], PathAttrs | None] = field(default_factory=dict)
+    """(prefix, path id) -> attributes to announce, or None to withdraw; the id is 0 without ADD-PATH send."""
     eor_due: bool = False
     recovered: bool = False  # this peer no longer holds our recovery back
     scheduled: float | None = None  # the deadline the heap holds for this peer
@@ -234,7 +238,7 @@ class Router:
                 else:
                     self._session(name, event, now, out)
             case fsm.Tick():
-                self._tick(now, out)
+                self._tick(now, out, event)
             case StartAll():
                 self.running = True
                 for name in sorted(self.peers):
@@ -286,7 +290,7 @@ class Router:
             peer.scheduled = d
             heapq.heappush(self._heap, (d, name))
 
-    def _tick(self, now: float, out: list[Action]) -> None:
+    def _tick(self, now: float, out: list[Action], tick: fsm.Tick) -> None:
         if self.recovery_deadline is not None and now >= self.recovery_deadline:
             self._end_recovery("graceful restart wait ran out", now, out)
         while self._heap and self._heap[0][0] <= now:
@@ -295,7 +299,7 @@ class Router:
             if peer is None or peer.scheduled != when:
                 continue  # stale entry
             peer.scheduled = None
-            self._session(name, fsm.Tick(), now, out)
+            self._session(name, tick, now, out)
 
     # -- sessions -----------------------------------------------------------------------------------------------
 
@@ -319,8 +323,8 @@ class Router:
                     out.append(SessionUp(name, neg.hold_time, gr is not None))
                     # BIRD: exports to a graceful-restart peer wait for the end of our recovery; a peer without
                     # graceful restart, or restarting itself, is not waited for (its lock goes at once).
-                    self._speaker(self.speaker.handle(PeerUp(name, defer=self.recovering and gr is not None), now),
-                                  now, out)
+                    up = PeerUp(name, defer=self.recovering and gr is not None, add_path_send=neg.add_path_send)
+                    self._speaker(self.speaker.handle(up, now), now, out)
                     if self.recovering and (gr is None or gr.restart_state):
                         self._peer_recovered(name, now, out)
                 case fsm.Down(reason=reason, graceful=graceful):
@@ -338,12 +342,14 @@ class Router:
 
     def _received(self, name: str, msg: Update | EndOfRib | RouteRefresh, now: float, out: list[Action]) -> None:
         match msg:
-            case Update(withdrawn=withdrawn, attrs=attrs, nlri=nlri):
-                for prefix in withdrawn:
-                    self._speaker(self.speaker.handle(RouteWithdrawn(name, prefix), now), now, out)
+            case Update(withdrawn=withdrawn, attrs=attrs, nlri=nlri, nlri_path_ids=nlri_ids,
+                        withdrawn_path_ids=withdrawn_ids):
+                # With ADD-PATH receive every NLRI carries its path id (RFC 7911 §3), else the ids are empty: 0.
+                for prefix, path_id in zip(withdrawn, withdrawn_ids or repeat(0)):
+                    self._speaker(self.speaker.handle(RouteWithdrawn(name, prefix, path_id), now), now, out)
                 if attrs is not None:
-                    for prefix in dict.fromkeys(nlri):  # ADD-PATH: several paths of one prefix, keep one
-                        self._speaker(self.speaker.handle(RouteReceived(name, prefix, attrs), now), now, out)
+                    for prefix, path_id in dict.fromkeys(zip(nlri, nlri_ids or repeat(0))):
+                        self._speaker(self.speaker.handle(RouteReceived(name, prefix, attrs, path_id), now), now, out)
             case EndOfRib():
                 self._speaker(self.speaker.handle(EndOfRibReceived(name), now), now, out)
                 if self.recovering:
@@ -376,11 +382,11 @@ class Router:
     def _speaker(self, outputs: list, now: float, out: list[Action]) -> None:
         for o in outputs:
             match o:
-                case Announce(peer=name, prefix=prefix, attrs=attrs):
-                    self.peers[name].pending[prefix] = attrs
+                case Announce(peer=name, prefix=prefix, attrs=attrs, path_id=path_id):
+                    self.peers[name].pending[(prefix, path_id)] = attrs
                     self._dirty.add(name)
-                case Withdraw(peer=name, prefix=prefix):
-                    self.peers[name].pending[prefix] = None
+                case Withdraw(peer=name, prefix=prefix, path_id=path_id):
+                    self.peers[name].pending[(prefix, path_id)] = None
                     self._dirty.add(name)
                 case BestChanged():
                     out.append(o)
@@ -388,8 +394,10 @@ class Router:
                     pass
 
     def _flush(self, now: float, out: list[Action]) -> None:
-        """Send every peer its pending changes: withdrawals packed, then each attribute set's prefixes packed;
-        End-of-RIB after the first advertisement of a session (unless exports are held back)."""
+        """Send every peer its pending changes: withdrawals packed, then each attribute set's prefixes packed,
+        each with its path id (ADD-PATH: one prefix may go as several paths); End-of-RIB after the first
+        advertisement of a session (unless exports are held back). Peers of one session shape that get the
+        same changes share the encoded bytes."""
         cache: dict[tuple, list[bytes]] = {}
         dirty, self._dirty = self._dirty, set()
         for name in sorted(dirty):
@@ -403,16 +411,16 @@ class Router:
             if held and not peer.pending:
                 self._dirty.add(name)  # End-of-RIB only once we advertise (RFC 4724 §4.1)
                 continue
-            withdraw = tuple(p for p, a in peer.pending.items() if a is None)
-            groups: dict[PathAttrs, list[IPv4Network]] = {}
-            for prefix, attrs in peer.pending.items():
+            withdraw = tuple(key for key, a in peer.pending.items() if a is None)
+            groups: dict[PathAttrs, list[tuple[IPv4Network, int]]] = {}
+            for key, attrs in peer.pending.items():
                 if attrs is not None:
-                    groups.setdefault(attrs, []).append(prefix)
+                    groups.setdefault(attrs, []).append(key)
             peer.pending = {}
             key = (codec.session_key(neg), withdraw, tuple((a, tuple(ps)) for a, ps in groups.items()))
             msgs = cache.get(key)
             if msgs is None:
-                msgs = cache[key] = codec.encode_updates(groups, withdraw, neg, path_id=1) if (withdraw or groups) else []
+                msgs = cache[key] = codec.encode_updates(groups, withdraw, neg) if (withdraw or groups) else []
             if peer.eor_due and not held:
                 msgs = [*msgs, codec.encode(EndOfRib(), neg)]
                 peer.eor_due = False

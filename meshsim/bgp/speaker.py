@@ -1,24 +1,32 @@
 """The sans-IO BGP speaker of one meshsim node: events in, outputs out.
 
-Owns: `SpeakerConfig`, the events (`PeerUp`, `PeerDown`, `RouteReceived`, `RouteWithdrawn`,
-`Originate`), the outputs (`Announce`, `Withdraw`, `BestChanged`, `Dropped`) and `Speaker`,
-which holds the Adj-RIBs-In, the Loc-RIB and an Adj-RIB-Out per established peer so only
-changes go out. Policy comes from `meshsim.bgp.policy`, best path from `meshsim.bgp.rib`.
+Owns: `SpeakerConfig` and `Speaker`, which holds the Adj-RIBs-In, the Loc-RIB and an Adj-RIB-Out
+per established peer so only changes go out (the per-peer diff is meshsim.bgp.exports). Its events and
+outputs (`PeerUp`, `RouteReceived`, ..., `Announce`, `Withdraw`, `BestChanged`, `Dropped`) live in
+meshsim.bgp.events and are re-exported here.
+ADD-PATH (RFC 7911) as BIRD's `add paths on`: paths are kept per (neighbour, received path id); a peer
+whose session negotiated ADD-PATH send gets every path of a prefix the export rules allow, each with
+its route-source id (meshsim.bgp.sources), others get the best path only.
+Policy comes from `meshsim.bgp.policy`, best path from `meshsim.bgp.rib`.
 Pure and synchronous: no asyncio, no exabgp, no sockets, no clock (`now` is passed in).
-The adapter (meshsim.agent.node) turns Announce/Withdraw into ExaBGP API commands.
+The router (meshsim.bgp.router) turns Announce/Withdraw into UPDATE messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
-from typing import TypeAlias
+from typing import TypeVar
 
 from meshsim.bgp.filters import PrefixCommunities
+from meshsim.bgp.events import (Announce, Dropped, EndOfRibReceived, Event, FlushStale, Originate, Output,
+                                PeerCounters, PeerDown, PeerUp, RefreshRequested, RouteReceived, RouteWithdrawn,
+                                Withdraw)
+from meshsim.bgp.exports import MemoCache, OutIndex, PeerState, PrefixExport, sync_peer
+from meshsim.bgp.policy import ExportContext, import_check, normalize_import
+from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PathKey, PeerInfo, Reason
 from meshsim.bgp.types import PathAttrs
-from meshsim.bgp.policy import ExportContext, export, import_check, normalize_import
-from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PeerInfo, Reason
 
 __all__ = [
     "Announce",
@@ -78,163 +86,34 @@ class SpeakerConfig:
         )
 
 
-# -- events ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PeerUp:
-    """The session with configured peer `peer` reached Established. `defer`: send it nothing until
-    `release_exports()` (we recover from a restart and it speaks graceful restart, RFC 4724 §4.1)."""
-
-    peer: str
-    defer: bool = False
-
-
-@dataclass(frozen=True)
-class PeerDown:
-    """The session with `peer` left Established (notification, hold timer, TCP close). `graceful`: the
-    peer restarts (RFC 4724): its paths stay, marked stale, instead of being withdrawn."""
-
-    peer: str
-    reason: str
-    graceful: bool = False
-
-
-@dataclass(frozen=True)
-class EndOfRibReceived:
-    """`peer` sent End-of-RIB (RFC 4724 §2): its stale paths that it did not re-announce go."""
-
-    peer: str
-
-
-@dataclass(frozen=True)
-class FlushStale:
-    """The restart time of `peer` ran out, or it came back without forwarding state: its stale paths go."""
-
-    peer: str
-
-
-@dataclass(frozen=True)
-class RefreshRequested:
-    """`peer` sent ROUTE-REFRESH (RFC 2918): send it everything again."""
-
-    peer: str
-
-
-@dataclass(frozen=True)
-class RouteReceived:
-    """`peer` announced `prefix` with `attrs` (an UPDATE NLRI; replaces an earlier one)."""
-
-    peer: str
-    prefix: IPv4Network
-    attrs: PathAttrs
-
-
-@dataclass(frozen=True)
-class RouteWithdrawn:
-    """`peer` withdrew `prefix`."""
-
-    peer: str
-    prefix: IPv4Network
-
-
-@dataclass(frozen=True)
-class Originate:
-    """The full set of prefixes this node originates (its affine blocks plus the borrowed
-    /32s it hosts). Replaces the previous set."""
-
-    prefixes: frozenset[IPv4Network]
-
-
-Event: TypeAlias = (PeerUp | PeerDown | RouteReceived | RouteWithdrawn | EndOfRibReceived | FlushStale
-                    | RefreshRequested | Originate)
-
-
-# -- outputs -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Announce:
-    """Send `peer` an UPDATE for `prefix` with `attrs`."""
-
-    peer: str
-    prefix: IPv4Network
-    attrs: PathAttrs
-
-
-@dataclass(frozen=True)
-class Withdraw:
-    """Send `peer` a withdrawal of `prefix` (only ever for something announced to it)."""
-
-    peer: str
-    prefix: IPv4Network
-
-
-@dataclass(frozen=True)
-class Dropped:
-    """A received route (or withdrawal) was ignored; `reason` says why."""
-
-    peer: str
-    prefix: IPv4Network
-    reason: str
-
-
-Output: TypeAlias = Announce | Withdraw | BestChanged | Dropped
-
-
-@dataclass(slots=True)
-class PeerCounters:
-    """Per-peer route counts: one per prefix announced or withdrawn (BIRD's route change stats)."""
-
-    updates_received: int = 0
-    withdrawals_received: int = 0
-    updates_sent: int = 0
-    withdrawals_sent: int = 0
-    dropped: int = 0
-
-
-@dataclass
-class _PeerState:
-    info: PeerInfo
-    established_since: float | None = None
-    rib_in: AdjRibIn = field(init=False)
-    rib_out: dict[IPv4Network, PathAttrs] = field(default_factory=dict)
-    counters: PeerCounters = field(default_factory=PeerCounters)
-    stale: set[IPv4Network] = field(default_factory=set)
-    """Prefixes of `rib_in` kept from a session that went down gracefully, not re-announced yet."""
-    deferred: bool = False
-    """Exports to this peer wait for the end of our graceful-restart recovery."""
-
-    def __post_init__(self) -> None:
-        self.rib_in = AdjRibIn(self.info)
-
-    @property
-    def established(self) -> bool:
-        return self.established_since is not None
-
-
 class Speaker:
     """One node's BGP speaker. Feed it events with `handle(event, now)`; act on the
     outputs it returns, in order. It never performs I/O and never reads a clock.
 
-    Exports are computed from Loc-RIB best paths only (BIRD exports the best route) and
-    diffed against each established peer's Adj-RIB-Out, so an identical announcement is
-    never repeated and only announced prefixes are withdrawn.
+    Exports are computed from the Loc-RIB, the best path only (BIRD exports the best route) or, to a
+    peer with ADD-PATH send, every candidate (BIRD `RA_ANY`), and diffed against each established
+    peer's Adj-RIB-Out, so an identical announcement is never repeated and only announced paths are
+    withdrawn.
+
+    Longer than ~250 lines on purpose: it is BIRD's nest/rt-table.c export loop plus the BGP protocol's
+    import side in one place (events, exports, graceful-restart stale handling, views).
     """
 
     def __init__(self, config: SpeakerConfig, peers: Iterable[PeerInfo] = ()) -> None:
         self._config = config
         self._ctx = config.export_context()
-        self._peers: dict[str, _PeerState] = {}
+        self._peers: dict[str, PeerState] = {}
         self._locrib = LocRib(config.local_as)
         self._originated: frozenset[IPv4Network] = frozenset()
-        self._up: list[_PeerState] = []  # established peers, by name (the export fan-out)
-        self._ebgp_up: list[_PeerState] = []
-        self._out_count: dict[IPv4Network, int] = {}  # prefix -> how many Adj-RIBs-Out hold it
+        self._up: list[PeerState] = []  # established peers, by name (the export fan-out)
+        self._ebgp_up: list[PeerState] = []
+        self._add_path_up: list[PeerState] = []
+        self._out = OutIndex()
+        self._memos: MemoCache = {}  # export decisions per candidate path, reused while it stays (exports.py)
         for peer in peers:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
-            self._peers[peer.name] = _PeerState(peer)
+            self._peers[peer.name] = PeerState(peer)
 
     # -- configuration -------------------------------------------------------------------
 
@@ -257,7 +136,7 @@ class Speaker:
         for name, info in sorted(wanted.items()):
             state = self._peers.get(name)
             if state is None:
-                self._peers[name] = _PeerState(info)
+                self._peers[name] = PeerState(info)
             elif state.info != info:
                 state.info = info
                 changed = True
@@ -278,14 +157,14 @@ class Speaker:
 
     def handle(self, event: Event, now: float) -> list[Output]:
         match event:
-            case PeerUp(peer=name, defer=defer):
-                return self._peer_up(name, now, defer)
+            case PeerUp(peer=name, defer=defer, add_path_send=add_path):
+                return self._peer_up(name, now, defer, add_path)
             case PeerDown(peer=name, graceful=graceful):
                 return self._peer_down(name, graceful)
-            case RouteReceived(peer=name, prefix=prefix, attrs=attrs):
-                return self._route_received(name, prefix, attrs)
-            case RouteWithdrawn(peer=name, prefix=prefix):
-                return self._route_withdrawn(name, prefix)
+            case RouteReceived(peer=name, prefix=prefix, attrs=attrs, path_id=path_id):
+                return self._route_received(name, prefix, attrs, path_id)
+            case RouteWithdrawn(peer=name, prefix=prefix, path_id=path_id):
+                return self._route_withdrawn(name, prefix, path_id)
             case EndOfRibReceived(peer=name) | FlushStale(peer=name):
                 return self._flush_stale(name)
             case RefreshRequested(peer=name):
@@ -295,7 +174,7 @@ class Speaker:
             case _:
                 raise TypeError(f"not a speaker event: {event!r}")
 
-    def _peer_up(self, name: str, now: float, defer: bool = False) -> list[Output]:
+    def _peer_up(self, name: str, now: float, defer: bool = False, add_path: bool = False) -> list[Output]:
         state = self._peers.get(name)
         if state is None:
             return []
@@ -305,12 +184,12 @@ class Speaker:
             out += self._peer_down(name, graceful=False)
         state.established_since = now
         state.deferred = defer
+        state.add_path = add_path
         self._clear_out(state)
         self._refresh_up()
-        # Send the new peer everything export() allows from the Loc-RIB best paths.
+        # Send the new peer everything export() allows from the Loc-RIB.
         if not defer:
-            for prefix in self._locrib.prefixes():
-                out += self._sync_peer(state, prefix)
+            out += self._sync_all(state)
         return out
 
     def _peer_down(self, name: str, graceful: bool = False) -> list[Output]:
@@ -326,9 +205,10 @@ class Speaker:
             out = self._flush_stale(name)
             state.stale = set(state.rib_in.paths())
             return out
+        touched = {prefix for prefix, _ in state.rib_in.paths()}
         state.stale.clear()
         state.rib_in.clear()
-        return self._propagate(self._locrib.drop_peer(name))
+        return self._propagate(self._locrib.drop_peer(name), touched)
 
     def _flush_stale(self, name: str) -> list[Output]:
         """BIRD rt_refresh_end(): withdraw the peer's paths still marked stale."""
@@ -336,11 +216,13 @@ class Speaker:
         if state is None or not state.stale:
             return []
         changes: list[BestChanged] = []
-        for prefix in sorted(state.stale):
-            if state.rib_in.withdraw(prefix) is not None:
-                changes += self._locrib.withdraw(prefix, name)
+        touched: set[IPv4Network] = set()
+        for prefix, path_id in sorted(state.stale):
+            if state.rib_in.withdraw(prefix, path_id) is not None:
+                changes += self._locrib.withdraw(prefix, name, path_id)
+                touched.add(prefix)
         state.stale.clear()
-        return self._propagate(changes)
+        return self._propagate(changes, touched)
 
     def _refresh(self, name: str) -> list[Output]:
         """RFC 2918: re-advertise the whole Adj-RIB-Out to the peer."""
@@ -348,22 +230,16 @@ class Speaker:
         if state is None or not state.established or state.deferred:
             return []
         self._clear_out(state)
-        out: list[Output] = []
-        for prefix in self._locrib.prefixes():
-            out += self._sync_peer(state, prefix)
-        return out
+        return self._sync_all(state)
 
     def _refresh_up(self) -> None:
         self._up = [self._peers[n] for n in sorted(self._peers) if self._peers[n].established]
         self._ebgp_up = [s for s in self._up if s.info.asn != self._config.local_as]
+        self._add_path_up = [s for s in self._up if s.add_path]
 
-    def _clear_out(self, state: _PeerState) -> None:
-        for prefix in state.rib_out:
-            n = self._out_count.get(prefix, 0) - 1
-            if n > 0:
-                self._out_count[prefix] = n
-            else:
-                self._out_count.pop(prefix, None)
+    def _clear_out(self, state: PeerState) -> None:
+        for prefix, path_id in state.rib_out:
+            self._out.release(prefix, path_id)
         state.rib_out.clear()
 
     # -- graceful restart of this node (bird -R) ---------------------------------------------------
@@ -375,42 +251,42 @@ class Speaker:
         for state in self._up:
             if state.deferred:
                 state.deferred = False
-                for prefix in self._locrib.prefixes():
-                    out += self._sync_peer(state, prefix)
+                out += self._sync_all(state)
         return out
 
     def deferred(self, peer_name: str) -> bool:
         state = self._peers.get(peer_name)
         return state is not None and state.deferred
 
-    def _route_received(self, name: str, prefix: IPv4Network, attrs: PathAttrs) -> list[Output]:
+    def _route_received(self, name: str, prefix: IPv4Network, attrs: PathAttrs, path_id: int) -> list[Output]:
         state = self._peers.get(name)
         if state is None or not state.established:
-            return [Dropped(name, prefix, "peer not established" if state else "unknown peer")]
+            return [Dropped(name, prefix, "peer not established" if state else "unknown peer", path_id)]
         state.counters.updates_received += 1
-        state.stale.discard(prefix)  # re-announced: no longer stale
-        path = Path(prefix, normalize_import(attrs, state.info, self._ctx), state.info)
+        state.stale.discard((prefix, path_id))  # re-announced: no longer stale
+        path = Path(prefix, normalize_import(attrs, state.info, self._ctx), state.info, path_id)
         why = import_check(path, self._ctx)
         if why is not None:
             state.counters.dropped += 1
-            out: list[Output] = [Dropped(name, prefix, why)]
-            # An UPDATE replaces the peer's earlier path for the prefix (RFC 4271 §9.1.4
-            # implicit withdraw); if the new one is ignored, the old one is gone.
-            if state.rib_in.withdraw(prefix) is not None:
-                out += self._propagate(self._locrib.withdraw(prefix, name))
+            out: list[Output] = [Dropped(name, prefix, why, path_id)]
+            # An UPDATE replaces the peer's earlier path for the prefix and path id (RFC 4271 §9.1.4
+            # implicit withdraw, RFC 7911 §3); if the new one is ignored, the old one is gone.
+            if state.rib_in.withdraw(prefix, path_id) is not None:
+                out += self._propagate(self._locrib.withdraw(prefix, name, path_id), (prefix,))
             return out
-        state.rib_in.update(path)
-        return self._propagate(self._locrib.update(path))
+        if state.rib_in.update(path) == path:
+            return []  # the same path again: nothing changes
+        return self._propagate(self._locrib.update(path), (prefix,))
 
-    def _route_withdrawn(self, name: str, prefix: IPv4Network) -> list[Output]:
+    def _route_withdrawn(self, name: str, prefix: IPv4Network, path_id: int) -> list[Output]:
         state = self._peers.get(name)
         if state is None or not state.established:
-            return [Dropped(name, prefix, "peer not established" if state else "unknown peer")]
+            return [Dropped(name, prefix, "peer not established" if state else "unknown peer", path_id)]
         state.counters.withdrawals_received += 1
-        state.stale.discard(prefix)
-        if state.rib_in.withdraw(prefix) is None:
+        state.stale.discard((prefix, path_id))
+        if state.rib_in.withdraw(prefix, path_id) is None:
             return []
-        return self._propagate(self._locrib.withdraw(prefix, name))
+        return self._propagate(self._locrib.withdraw(prefix, name, path_id), (prefix,))
 
     def _originate(self, prefixes: frozenset[IPv4Network]) -> list[Output]:
         changes: list[BestChanged] = []
@@ -418,69 +294,68 @@ class Speaker:
             changes += self._locrib.withdraw(prefix, None)
         for prefix in sorted(prefixes - self._originated):
             changes += self._locrib.update(self._local_path(prefix))
+        touched = self._originated ^ prefixes
         self._originated = prefixes
-        return self._propagate(changes)
+        return self._propagate(changes, touched)
 
-    # -- internals -----------------------------------------------------------------------
+    # -- exports ---------------------------------------------------------------------------
 
     def _local_path(self, prefix: IPv4Network) -> Path:
         return Path(prefix, PathAttrs(next_hop=self._config.router_id), None)
 
-    def _propagate(self, changes: list[BestChanged]) -> list[Output]:
-        """Each best-path change, followed by the exports it causes."""
+    def _propagate(self, changes: list[BestChanged], touched: Iterable[IPv4Network] = ()) -> list[Output]:
+        """Each best-path change, followed by the exports it causes; then, for ADD-PATH peers, the exports
+        of the `touched` prefixes whose other candidates changed while the best path stayed."""
         out: list[Output] = []
         for change in changes:
             out.append(change)
             out += self._sync_prefix(change.prefix)
+        if self._add_path_up:
+            done = {change.prefix for change in changes}
+            for prefix in sorted(set(touched) - done):
+                out += self._sync_prefix(prefix, add_path_only=True)
         return out
 
-    def _sync_prefix(self, prefix: IPv4Network) -> list[Output]:
+    def _sync_prefix(self, prefix: IPv4Network, add_path_only: bool = False) -> list[Output]:
+        """Sync every established peer (or only the ADD-PATH ones) for one prefix."""
+        targets = self._add_path_up if add_path_only else self._up
+        if self._ctx.cluster_id is None and not self._out.get(prefix) and self._split_horizon(prefix):
+            # iBGP split horizon (RFC 4271 §9.2): no path of the prefix may go to an iBGP peer, and no
+            # Adj-RIB-Out holds the prefix to withdraw: only eBGP peers need a look.
+            targets = [s for s in self._ebgp_up if s.add_path] if add_path_only else self._ebgp_up
         out: list[Output] = []
-        memo: dict[str, PathAttrs] = {}  # one best path going to many peers: reflect it once
-        targets = self._up
-        best = self._locrib.best(prefix)
-        source = best[0].source if best else None
-        if source is not None and self._ctx.cluster_id is None and source.asn == self._config.local_as \
-                and not self._out_count.get(prefix):
-            # iBGP split horizon (RFC 4271 §9.2): an iBGP-learned best path goes to no iBGP peer, and no
-            # Adj-RIB-Out holds this prefix to withdraw: only eBGP peers need a look.
-            targets = self._ebgp_up
-        for state in targets:
-            if not state.deferred:
-                out += self._sync_peer(state, prefix, memo)
+        if targets:
+            view = PrefixExport(prefix, self._locrib, self._memos)
+            for state in targets:
+                if not state.deferred:
+                    out += sync_peer(state, view, self._ctx, self._out)
         return out
 
-    def _sync_peer(self, state: _PeerState, prefix: IPv4Network,
-                   memo: dict[str, PathAttrs] | None = None) -> list[Output]:
-        """Bring one peer's Adj-RIB-Out for `prefix` in line with the current best path."""
+    def _split_horizon(self, prefix: IPv4Network) -> bool:
+        """True when every path an iBGP peer could get for the prefix is iBGP-learned (we are no reflector):
+        the best path without ADD-PATH peers, else every candidate."""
+        local_as = self._config.local_as
+        if self._add_path_up:
+            return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
         best = self._locrib.best(prefix)
-        wanted = export(best[0], state.info, self._ctx, memo) if best else None
-        sent = state.rib_out.get(prefix)
-        if wanted == sent:
-            return []
-        name = state.info.name
-        if wanted is None:
-            del state.rib_out[prefix]
-            n = self._out_count.get(prefix, 0) - 1
-            if n > 0:
-                self._out_count[prefix] = n
-            else:
-                self._out_count.pop(prefix, None)
-            state.counters.withdrawals_sent += 1
-            return [Withdraw(name, prefix)]
-        if sent is None:
-            self._out_count[prefix] = self._out_count.get(prefix, 0) + 1
-        state.rib_out[prefix] = wanted
-        state.counters.updates_sent += 1
-        return [Announce(name, prefix, wanted)]
+        source = best[0].source if best is not None else None
+        return best is None or (source is not None and source.asn == local_as)
+
+    def _sync_all(self, state: PeerState) -> list[Output]:
+        out: list[Output] = []
+        for prefix in self._locrib.prefixes():
+            out += sync_peer(state, PrefixExport(prefix, self._locrib, self._memos), self._ctx, self._out)
+        return out
 
     def _rebuild(self) -> list[Output]:
         """Recompute the Loc-RIB from scratch under the current config and peers, then
         re-run import checks and exports everywhere. Paths that now fail the import
         check are dropped; paths dropped earlier cannot come back without a session
-        reset (as in BIRD, which needs a reconfigure/restart for that)."""
+        reset (as in BIRD, which needs a reconfigure/restart for that). Route sources that
+        stay keep their ids."""
         old = self._locrib.snapshot()
-        locrib = LocRib(self._config.local_as)
+        self._memos.clear()  # the export context or the peers changed: every decision is made again
+        locrib = LocRib(self._config.local_as, self._locrib.sources.carry_over())
         out: list[Output] = []
         for prefix in sorted(self._originated):
             locrib.update(self._local_path(prefix))
@@ -488,20 +363,20 @@ class Speaker:
             state = self._peers[name]
             kept = state.rib_in.paths()
             state.rib_in = AdjRibIn(state.info)
-            for prefix, path in sorted(kept.items()):
+            for (prefix, path_id), path in sorted(kept.items()):
                 path = replace(path, source=state.info)
                 why = import_check(path, self._ctx)
                 if why is not None:
                     state.counters.dropped += 1
-                    out.append(Dropped(name, prefix, why))
+                    state.stale.discard((prefix, path_id))
+                    out.append(Dropped(name, prefix, why, path_id))
                     continue
                 state.rib_in.update(path)
                 locrib.update(path)
+        locrib.sources.prune()
         self._locrib = locrib
         new = locrib.snapshot()
-        affected: set[IPv4Network] = set(old) | set(new)
-        for state in self._peers.values():
-            affected |= set(state.rib_out)
+        affected: set[IPv4Network] = set(old) | set(new) | set(self._out.prefixes())
         for prefix in sorted(affected):
             before = old.get(prefix)
             after = new.get(prefix)
@@ -514,7 +389,7 @@ class Speaker:
 
     # -- introspection -------------------------------------------------------------------
 
-    def _state(self, peer_name: str) -> _PeerState:
+    def _state(self, peer_name: str) -> PeerState:
         state = self._peers.get(peer_name)
         if state is None:
             # KeyError, not meshsim.errors.NotFoundError: that module does not import yet
@@ -532,7 +407,17 @@ class Speaker:
         """The `now` of the PeerUp that established the session, or None if it is down."""
         return self._state(peer_name).established_since
 
+    def add_path_send(self, peer_name: str) -> bool:
+        """The current session with the peer sends every exportable path (ADD-PATH send negotiated)."""
+        return self._state(peer_name).add_path
+
     def adj_rib_in(self, peer_name: str) -> dict[IPv4Network, Path]:
+        """One path per prefix: the one with the lowest received path id (the only one without ADD-PATH);
+        `adj_rib_in_paths` has them all."""
+        return _first_per_prefix(self._state(peer_name).rib_in.paths())
+
+    def adj_rib_in_paths(self, peer_name: str) -> dict[PathKey, Path]:
+        """Every path the peer sent us and we accepted, by (prefix, received path id)."""
         return dict(sorted(self._state(peer_name).rib_in.paths().items()))
 
     def loc_rib(self) -> dict[IPv4Network, tuple[Path, Reason]]:
@@ -541,7 +426,17 @@ class Speaker:
     def candidates(self, prefix: IPv4Network) -> tuple[Path, ...]:
         return self._locrib.candidates(prefix)
 
+    def path_id(self, path: Path) -> int:
+        """The path id `path` (a Loc-RIB candidate) is sent with to ADD-PATH peers: its route-source id."""
+        return self._locrib.source_id(path)
+
     def adj_rib_out(self, peer_name: str) -> dict[IPv4Network, PathAttrs]:
+        """One path per prefix: the one sent with the lowest path id (the only one without ADD-PATH);
+        `adj_rib_out_paths` has them all."""
+        return _first_per_prefix(self._state(peer_name).rib_out)
+
+    def adj_rib_out_paths(self, peer_name: str) -> dict[PathKey, PathAttrs]:
+        """Everything the peer was told, by (prefix, path id sent)."""
         return dict(sorted(self._state(peer_name).rib_out.items()))
 
     def originated(self) -> frozenset[IPv4Network]:
@@ -555,8 +450,23 @@ class Speaker:
         return self._state(peer_name).counters
 
     def stale_count(self, peer_name: str) -> int:
+        """How many paths of the peer are kept as stale (graceful restart)."""
         return len(self._state(peer_name).stale)
 
     def stale(self, peer_name: str) -> frozenset[IPv4Network]:
-        """The prefixes of `peer_name` kept as stale (graceful restart), empty when none."""
+        """The prefixes of `peer_name` with a path kept as stale (graceful restart), empty when none."""
+        return frozenset(prefix for prefix, _ in self._state(peer_name).stale)
+
+    def stale_paths(self, peer_name: str) -> frozenset[PathKey]:
+        """The (prefix, received path id) of every path of `peer_name` kept as stale."""
         return frozenset(self._state(peer_name).stale)
+
+
+_V = TypeVar("_V")
+
+
+def _first_per_prefix(paths: dict[PathKey, _V]) -> dict[IPv4Network, _V]:
+    out: dict[IPv4Network, _V] = {}
+    for (prefix, _), value in sorted(paths.items(), key=lambda item: item[0], reverse=True):
+        out[prefix] = value
+    return dict(sorted(out.items()))

@@ -54,14 +54,16 @@ class Net:
     # -- building --------------------------------------------------------------------------------
     def add(self, name: str, address: str, *, peers: list[tuple[str, str, bool, bool]] = (), timers: SessionTimers
             = SessionTimers(hold_time=9, keepalive_time=3), cluster_id: str | None = None, blocks: tuple[str, ...] = (),
-            restarting: bool = False, seed: int | None = None, start: bool = True) -> Router:
-        """`peers`: (protocol name, peer address, passive, rr_client)."""
+            restarting: bool = False, seed: int | None = None, start: bool = True, add_paths: bool = True) -> Router:
+        """`peers`: (protocol name, peer address, passive, rr_client). `add_paths`: BIRD `add paths on` (Calico's
+        default), ADD-PATH send and receive offered in the OPEN."""
         addr = IPv4Address(address)
         cfg = SpeakerConfig(router_id=addr, local_as=AS, cluster_id=IPv4Address(cluster_id) if cluster_id else None,
                             exportable_pools=(POOL,), affine_blocks=tuple(IPv4Network(b) for b in blocks))
         specs = [PeerSpec(PeerInfo(pname, IPv4Address(paddr), IPv4Address(paddr), AS, rr_client=rr),
                           IPv4Address(paddr), 179, passive, timers) for pname, paddr, passive, rr in peers]
-        router = Router(cfg, specs, seed=seed if seed is not None else int(addr), restarting=restarting, now=self.now)
+        router = Router(cfg, specs, seed=seed if seed is not None else int(addr), restarting=restarting, now=self.now,
+                        add_paths=add_paths)
         self.nodes[name] = Node(name, addr, router)
         if blocks:
             self.apply(name, router.handle(Originate(frozenset(IPv4Network(b) for b in blocks)), self.now))

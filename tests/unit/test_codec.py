@@ -389,6 +389,20 @@ class TestEncodeUpdates:
         (plain,) = encode_updates({NODE: nets}, [], IBGP, path_id=ids)  # ignored without ADD-PATH
         assert decode_update(plain).nlri_path_ids == ()
 
+    def test_one_prefix_as_two_paths_with_their_own_ids(self) -> None:
+        # RFC 7911 §3: a reflector with ADD-PATH sends one prefix once per path (bird-behaviour.md §7.2)
+        net, other = prefixes(2)
+        second = PathAttrs(next_hop=A("192.168.0.3"), originator_id=A("192.168.0.3"), cluster_list=(A("244.0.0.1"),))
+        raws = encode_updates({REFLECTED: [(net, 9), (other, 9)], second: [(net, 11)]}, [(other, 7), (net, 5)],
+                              IBGP_ADD_PATH)
+        updates = decoded(raws, IBGP_ADD_PATH)
+        assert [(u.withdrawn, u.withdrawn_path_ids) for u in updates if u.withdrawn] == [((other, net), (7, 5))]
+        assert [(u.attrs, u.nlri, u.nlri_path_ids) for u in updates if u.nlri] == [
+            (REFLECTED, (net, other), (9, 9)), (second, (net,), (11,))]
+        # without ADD-PATH the ids are not written
+        (plain,) = encode_updates({NODE: [(net, 3)]}, [], IBGP)
+        assert decode_update(plain).nlri == (net,) and decode_update(plain).nlri_path_ids == ()
+
     def test_nothing_to_send(self) -> None:
         assert encode_updates({}, [], IBGP) == []
 

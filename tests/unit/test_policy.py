@@ -177,6 +177,22 @@ def test_rr_reflects_nonclient_route_to_clients_only_rfc4456_s8() -> None:
     assert d.attrs is None and "non-client" in d.reason
 
 
+def test_memo_decides_once_per_kind_of_peer_and_still_never_back_to_source() -> None:
+    # A reflector exports one path to many peers: the decision depends on the peer only through its kind
+    # (iBGP/eBGP, rr client or not) once it is not the source.
+    c = ctx(cluster_id=CLUSTER)
+    p = learned(CLIENT1)
+    memo: dict[object, object] = {}
+    to_client = export_decision(p, CLIENT2, c, memo)
+    assert export_decision(p, peer("192.168.0.7", rr_client=True), c, memo) is to_client
+    assert export_decision(p, CLIENT1, c, memo).attrs is None  # the source, even with the memo
+    to_nonclient = export_decision(p, NONCLIENT, c, memo)
+    assert to_nonclient.attrs == to_client.attrs and to_nonclient is not to_client
+    assert export_decision(p, EXT, c, memo).attrs == export(p, EXT, c)  # eBGP: its own rewrite
+    for to in (CLIENT2, NONCLIENT, EXT, CLIENT1):
+        assert export_decision(p, to, c, memo) == export_decision(p, to, c)
+
+
 def test_rr_keeps_next_hop_rfc4456_s10() -> None:
     attrs = export(learned(CLIENT1, next_hop=ip("192.168.0.77")), CLIENT2, ctx(cluster_id=CLUSTER))
     assert attrs is not None and attrs.next_hop == ip("192.168.0.77")

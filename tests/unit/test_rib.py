@@ -9,6 +9,7 @@ import pytest
 
 from meshsim.bgp.types import Origin, PathAttrs
 from meshsim.bgp.rib import AdjRibIn, BestChanged, LocRib, Path, PeerInfo, Reason, best_path
+from meshsim.bgp.sources import RouteSources
 
 AS = 64512
 PREFIX = IPv4Network("10.244.1.0/26")
@@ -248,3 +249,58 @@ def test_locrib_drop_peer() -> None:
     ]
     assert rib.drop_peer(P2.name) == []
     assert rib.snapshot() == {PREFIX: (b, Reason.ONLY_PATH)}
+
+
+# -- ADD-PATH: several paths per neighbour, by path id (RFC 7911) -----------------------------
+
+
+def test_two_paths_of_one_peer_that_tie_on_everything_go_by_path_id() -> None:
+    low, high = Path(PREFIX, PathAttrs(next_hop=P2.address), P2, 3), Path(PREFIX, PathAttrs(next_hop=P2.address), P2, 8)
+    assert best_path([high, low]) == (low, Reason.PEER_ADDRESS)
+    assert best_path([low, high]) == (low, Reason.PEER_ADDRESS)
+
+
+def test_adj_rib_in_keeps_paths_by_path_id() -> None:
+    rib = AdjRibIn(P2)
+    one, two = Path(PREFIX, PathAttrs(next_hop=ip("192.168.0.7")), P2, 1), Path(PREFIX, PathAttrs(next_hop=P4.address), P2, 2)
+    rib.update(one)
+    rib.update(two)
+    assert rib.paths() == {(PREFIX, 1): one, (PREFIX, 2): two} and len(rib) == 2
+    assert PREFIX not in rib and (PREFIX, 1) in rib  # a bare prefix means path id 0
+    assert rib.withdraw(PREFIX, 1) == one and rib.get(PREFIX, 2) == two
+
+
+def test_locrib_keeps_a_candidate_per_source_and_path_id() -> None:
+    rib = LocRib(AS)
+    via_p2 = Path(PREFIX, PathAttrs(next_hop=ip("192.168.0.9"), originator_id=ip("192.168.0.9")), P2, 4)
+    other = Path(PREFIX, PathAttrs(next_hop=ip("192.168.0.8"), originator_id=ip("192.168.0.8")), P2, 5)
+    assert rib.update(via_p2) == [BestChanged(PREFIX, None, via_p2, Reason.ONLY_PATH)]
+    assert rib.update(other) == [BestChanged(PREFIX, via_p2, other, Reason.ROUTER_ID)]
+    assert set(rib.candidates(PREFIX)) == {via_p2, other}
+    assert rib.source_id(via_p2) != rib.source_id(other)
+    assert [p for _, p in rib.sourced(PREFIX)] == [via_p2, other]  # by route-source id
+    assert rib.withdraw(PREFIX, P2, 5) == [BestChanged(PREFIX, other, via_p2, Reason.ONLY_PATH)]
+    rib.update(other)
+    assert rib.drop_peer(P2.name) == [BestChanged(PREFIX, other, None, None)]
+    assert rib.candidates(PREFIX) == () and len(rib.sources) == 0
+
+
+def test_route_source_ids_lowest_free_never_0_freed_with_the_last_path() -> None:
+    sources = RouteSources()
+    assert [sources.acquire(k) for k in ((None, 0), ("Mesh_a", 0), ("Mesh_b", 7))] == [1, 2, 3]
+    assert sources.acquire(("Mesh_a", 0)) == 2  # a second path of a source keeps its id
+    sources.release(("Mesh_a", 0))
+    assert sources.id_of(("Mesh_a", 0)) == 2
+    sources.release(("Mesh_a", 0))  # its last path: the id is free
+    assert sources.acquire(("Mesh_c", 0)) == 2
+    assert sources.acquire(("Mesh_d", 1)) == 4
+
+
+def test_route_sources_carry_over_keeps_ids_of_sources_that_come_back() -> None:
+    sources = RouteSources()
+    for key in ((None, 0), ("Mesh_a", 0), ("Mesh_b", 0)):
+        sources.acquire(key)
+    rebuilt = sources.carry_over()
+    assert rebuilt.acquire(("Mesh_b", 0)) == 3 and rebuilt.acquire((None, 0)) == 1
+    rebuilt.prune()  # Mesh_a did not come back
+    assert len(rebuilt) == 2 and rebuilt.acquire(("Mesh_z", 0)) == 2

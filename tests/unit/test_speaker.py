@@ -1,15 +1,11 @@
-"""The sans-IO Speaker, alone and wired into meshes and route-reflector topologies in memory.
-
-`Fabric` is the paired-test harness (cf. h11's ConnectionPair, aioquic's roundtrip_until_done):
-it delivers every Announce/Withdraw a speaker outputs to the speaker at the other end of the
-session as RouteReceived/RouteWithdrawn, FIFO, until nothing is in flight. No sockets, no clock.
+"""The sans-IO Speaker, alone and wired into meshes and route-reflector topologies in memory
+(tests/unit/speakernet.py's `Fabric`). ADD-PATH topologies: tests/unit/test_addpath.py.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Network
+from dataclasses import replace
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -19,9 +15,7 @@ from meshsim.bgp.speaker import (
     Announce,
     BestChanged,
     Dropped,
-    Event,
     Originate,
-    Output,
     PeerCounters,
     PeerDown,
     PeerUp,
@@ -31,192 +25,8 @@ from meshsim.bgp.speaker import (
     SpeakerConfig,
     Withdraw,
 )
+from tests.unit.speakernet import AS, CLUSTER, CLUSTER2, POOL, Fabric, block, ip, mesh, net, rr_fabric
 
-AS = 64512
-POOL = IPv4Network("10.244.0.0/16")
-CLUSTER = IPv4Address("244.0.0.1")
-CLUSTER2 = IPv4Address("244.0.0.2")
-
-
-def ip(s: str) -> IPv4Address:
-    return IPv4Address(s)
-
-
-def net(s: str) -> IPv4Network:
-    return IPv4Network(s)
-
-
-def proto_name(kind: str, addr: IPv4Address) -> str:
-    return f"{kind}_{str(addr).replace('.', '_')}"
-
-
-# --------------------------------------------------------------------------------------
-# Harness
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Node:
-    name: str
-    address: IPv4Address
-    speaker: Speaker
-    block: IPv4Network | None
-    peers: dict[str, PeerInfo] = field(default_factory=dict)
-
-
-class Fabric:
-    """Speakers wired together in memory.
-
-        fab = Fabric(); fab.node("a", 1); fab.node("b", 2); fab.session("a", "b"); fab.up_all()
-
-    Node n has address 192.168.0.n and affine block 10.244.n.0/26 (originated on request).
-    """
-
-    MAX_STEPS = 20_000
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, _Node] = {}
-        self.links: dict[tuple[str, str], tuple[str, str]] = {}  # (node, its peer name) -> (node, name there)
-        self.up: set[frozenset[str]] = set()
-        self.queue: deque[tuple[str, Event]] = deque()
-        self.log: list[tuple[str, Output]] = []
-        self.now = 0.0
-
-    # -- building ----------------------------------------------------------------------
-
-    def node(self, name: str, n: int, *, cluster_id: IPv4Address | None = None, asn: int = AS) -> _Node:
-        addr = ip(f"192.168.0.{n}")
-        block = net(f"10.244.{n}.0/26")
-        cfg = SpeakerConfig(addr, asn, cluster_id, (POOL,), (block,))
-        node = _Node(name, addr, Speaker(cfg), block)
-        self.nodes[name] = node
-        return node
-
-    def session(self, a: str, b: str, *, kind: str = "Mesh", a_client_of_b: bool = False, b_client_of_a: bool = False) -> None:
-        """Configure a BGP session between a and b (both sides). `b_client_of_a`: a has `rr client` for b."""
-        na, nb = self.nodes[a], self.nodes[b]
-        info_b = PeerInfo(proto_name(kind, nb.address), nb.address, nb.address, nb.speaker.config.local_as, b_client_of_a)
-        info_a = PeerInfo(proto_name(kind, na.address), na.address, na.address, na.speaker.config.local_as, a_client_of_b)
-        na.peers[info_b.name] = info_b
-        nb.peers[info_a.name] = info_a
-        self.links[(a, info_b.name)] = (b, info_a.name)
-        self.links[(b, info_a.name)] = (a, info_b.name)
-        for node in (na, nb):
-            self._record(node.name, node.speaker.set_peers(node.peers.values()))
-
-    def rr_client(self, rr: str, client: str) -> None:
-        self.session(rr, client, kind="Node", b_client_of_a=True)
-
-    def name_of(self, a: str, b: str) -> str:
-        """The protocol name under which node a knows node b."""
-        return next(n for (x, n), (y, _) in self.links.items() if x == a and y == b)
-
-    # -- driving -----------------------------------------------------------------------
-
-    def handle(self, node: str, event: Event) -> list[Output]:
-        self.now += 0.001
-        outs = self.nodes[node].speaker.handle(event, self.now)
-        self._record(node, outs)
-        return outs
-
-    def _record(self, node: str, outs: list[Output]) -> None:
-        for out in outs:
-            self.log.append((node, out))
-            if isinstance(out, (Announce, Withdraw)):
-                target, name_there = self.links[(node, out.peer)]
-                assert frozenset((node, target)) in self.up, f"{node} sent {out} on a session that is down"
-                if isinstance(out, Announce):
-                    self.queue.append((target, RouteReceived(name_there, out.prefix, out.attrs)))
-                else:
-                    self.queue.append((target, RouteWithdrawn(name_there, out.prefix)))
-
-    def pump(self) -> None:
-        steps = 0
-        while self.queue:
-            steps += 1
-            assert steps < self.MAX_STEPS, "too many messages: a routing loop?"
-            node, event = self.queue.popleft()
-            self.handle(node, event)
-
-    def bring_up(self, a: str, b: str) -> None:
-        self.up.add(frozenset((a, b)))
-        self.handle(a, PeerUp(self.name_of(a, b)))
-        self.handle(b, PeerUp(self.name_of(b, a)))
-        self.pump()
-
-    def bring_down(self, a: str, b: str, reason: str = "hold timer expired") -> None:
-        self.up.discard(frozenset((a, b)))
-        # messages in flight on the dead session are lost
-        self.queue = deque(
-            (n, e) for n, e in self.queue
-            if not (n in (a, b) and isinstance(e, (RouteReceived, RouteWithdrawn))
-                    and self.links[(n, e.peer)][0] in (a, b))
-        )
-        self.handle(a, PeerDown(self.name_of(a, b), reason))
-        self.handle(b, PeerDown(self.name_of(b, a), reason))
-        self.pump()
-
-    def up_all(self) -> None:
-        for (a, _), (b, _) in sorted(self.links.items()):
-            if a < b and frozenset((a, b)) not in self.up:
-                self.bring_up(a, b)
-
-    def originate(self, node: str, *prefixes: IPv4Network) -> None:
-        self.handle(node, Originate(frozenset(prefixes)))
-        self.pump()
-
-    def originate_blocks(self, *names: str) -> None:
-        for name in names or tuple(self.nodes):
-            block = self.nodes[name].block
-            assert block is not None
-            self.originate(name, block)
-
-    # -- looking -----------------------------------------------------------------------
-
-    def best(self, node: str, prefix: IPv4Network) -> Path | None:
-        entry = self.nodes[node].speaker.loc_rib().get(prefix)
-        return entry[0] if entry else None
-
-    def outputs(self, kind: type, node: str | None = None) -> list[Output]:
-        return [o for n, o in self.log if isinstance(o, kind) and (node is None or n == node)]
-
-    def clear_log(self) -> None:
-        self.log.clear()
-
-
-def mesh(n: int) -> Fabric:
-    fab = Fabric()
-    names = [f"node{i}" for i in range(1, n + 1)]
-    for i, name in enumerate(names, start=1):
-        fab.node(name, i)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            fab.session(a, b)
-    return fab
-
-
-def rr_fabric(clients: dict[str, tuple[str, ...]], rrs: dict[str, IPv4Address]) -> Fabric:
-    """RR nodes rr1.. (addresses .101..) with the given cluster ids, peered with each other as
-    non-clients; each client (addresses .1..) peers with the listed RRs as their client."""
-    fab = Fabric()
-    for i, (name, cid) in enumerate(rrs.items(), start=101):
-        fab.node(name, i, cluster_id=cid)
-    for i, name in enumerate(clients, start=1):
-        fab.node(name, i)
-    rr_names = list(rrs)
-    for i, a in enumerate(rr_names):
-        for b in rr_names[i + 1:]:
-            fab.session(a, b, kind="Node")
-    for client, its_rrs in clients.items():
-        for rr in its_rrs:
-            fab.rr_client(rr, client)
-    return fab
-
-
-def block(fab: Fabric, name: str) -> IPv4Network:
-    b = fab.nodes[name].block
-    assert b is not None
-    return b
 
 
 # --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 from meshsim.agent.agent import NodeAgent
 from meshsim.agent.config import NodeConfig, node_configs
 from meshsim.agent.netctx import NetContext
-from meshsim.agent.worker import rss_bytes, run_loop
+from meshsim.agent.worker import run_loop
 from meshsim.errors import RunError
 from meshsim.logs import configure, get_logger
 
@@ -49,7 +49,7 @@ async def _amain(config: NodeConfig, hold_bgp: bool, token: str | None) -> int:
 
         dataplane = KernelDataplane(log, netns=config.netns, host_interface=config.interface)
     engine = NativeEngine(config, net=NetContext(config.bgp_netns), log=log, on_change=lambda: agent.touch(),
-                          dataplane=dataplane, rss_share=rss_bytes)  # the process's RSS: it hosts this node only
+                          dataplane=dataplane)
     agent = NodeAgent(config, engine, log=log, token=token)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,7 +43,7 @@ from meshsim.agent.http import request
 from meshsim.oracle.expected import expected_tables
 from meshsim.model.cluster import Cluster
 from meshsim.model.resources import load_scenario
-from meshsim.run.runner import run_scenario
+from meshsim.run.runner import run_scenario, summary
 from meshsim.fabric.remote import RemoteFabric, check_fit, check_reachable, controller_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -373,6 +373,7 @@ async def test_a_wrong_token_is_a_clear_error_and_no_node_starts(tmp_path):
         statuses = [(await request(f"127.168.78.{11 + i}", 9179, "GET", "/status"))[1] for i in range(2)]
     assert result.error and "was refused (401): the node was started with another API token" in result.error
     assert "MESHSIM_TOKEN" in result.error and not result.converged
+    assert "  error: node node1: POST /config at 127.168.78.11:9179 was refused (401)" in summary(result)
     assert [s["bgp_running"] for s in statuses] == [False, False]
 
 
@@ -394,15 +395,19 @@ async def test_a_node_that_dies_fails_the_run_with_why(tmp_path):
 
     with node_processes(scen, ["node1", "node2"], tmp_path) as procs:
         async def kill_after_cold_start() -> None:
-            while not made or len(made[0].running()) < 2 or made[0].held:
-                await asyncio.sleep(0.1)
+            async with asyncio.timeout(60):  # a run that fails before releasing BGP must not hang the test
+                while not made or len(made[0].running()) < 2 or made[0].held:
+                    await asyncio.sleep(0.1)
             await asyncio.sleep(3)  # two nodes converge well within this, even on a busy machine
             procs[1].send_signal(signal.SIGKILL)
 
         killer = asyncio.create_task(kill_after_cold_start())
-        result = await run_scenario([str(scen)], progress=False, timeout=30, fabric_factory=factory)
-        await killer
-    assert result.cold["converged"], result.cold
+        try:
+            result = await run_scenario([str(scen)], progress=False, timeout=30, fabric_factory=factory)
+        finally:
+            killer.cancel()
+            await asyncio.gather(killer, return_exceptions=True)
+    assert result.cold["converged"], (result.error, result.cold)
     assert result.error and result.error.startswith("node node2: node died: stopped answering GET /state"), \
         result.error  # runner.main turns it into `meshsim: error: ...` and exit code 2
 

@@ -297,6 +297,8 @@ def spec_dict(spec: ScenarioSpec) -> dict[str, Any]:
         out["workloads"] = dict(spec.workloads)
     out["timers"] = {"holdTime": _duration(spec.timers.hold_time),
                      "keepaliveTime": _duration(spec.timers.keepalive_time)}
+    if spec.timers.restart_wait != 240.0:
+        out["timers"]["restartWait"] = _duration(spec.timers.restart_wait)
     out["events"] = [dict(ev.fields) for ev in spec.events]
     return {"apiVersion": MESHSIM_API_VERSION, "kind": "Scenario", "metadata": {"name": spec.name}, "spec": out}
 

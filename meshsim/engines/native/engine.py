@@ -81,7 +81,7 @@ class NativeEngine:
         now = time.time()
         recovering = bool(config.recovery)
         self.router = Router(speaker_config(config, self.local), peer_specs(config), seed=int(IPv4Address(config.address)),
-                             restarting=recovering, now=now)
+                             restarting=recovering, restart_wait=config.restart_wait, now=now)
         self.felix = FelixAgent(host_view(config), config.ip_pools(), history=self.history, kept=kept_routes,
                                 recovering=recovering, now=now)
         self.transport: BgpTransport | None = None

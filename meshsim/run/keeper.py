@@ -88,13 +88,16 @@ class Registration:
     """A kept-up run's record, from its runner (see the module docstring)."""
 
     def __init__(self, files: list[str], scenario_name: str, *, name: str | None = None,
-                 notify_fd: int | None = None, log: str | None = None, end_on_death: bool = False) -> None:
+                 notify_fd: int | None = None, log: str | None = None, end_on_death: bool = False,
+                 local_runner: bool = True) -> None:
+        """`local_runner=False`: the runner is not a process of this machine's (a compose controller in a
+        container writing into a mounted runtime directory); the record is then alive while its nodes answer."""
         self.files = list(files)
         self.explicit = name is not None
         self.record = RunRecord(name=records.check_name(name) if name else records.default_name(scenario_name),
                                 run_id="", token="", mode="", state="starting", scenario=scenario_name,
                                 files=records.files_key(files), started_at=time.time(),
-                                runner=ProcessRef.of(os.getpid()), log=log)
+                                runner=ProcessRef.of(os.getpid()) if local_runner else None, log=log)
         self.notify_fd = notify_fd
         self.end_on_death = end_on_death
         self.fabric: Fabric | None = None

@@ -223,7 +223,7 @@ def down(args: Any) -> int:
 
 def stop(rec: RunRecord, *, timeout: float = STOP_TIMEOUT) -> str:
     """Stop a run and remove its record; says what was done."""
-    graceful = rec.runner is not None and rec.alive()
+    graceful = rec.runner is not None and rec.alive() and rec.runner.pid != os.getpid()
     forced = False
     if graceful:
         assert rec.runner is not None
@@ -240,6 +240,10 @@ def stop(rec: RunRecord, *, timeout: float = STOP_TIMEOUT) -> str:
     records.remove(rec.name)
     if rec.log:
         Path(rec.log).unlink(missing_ok=True)
+    if rec.runner is None:  # compose: the nodes were asked to shut down; their containers are compose's
+        return (f"run {rec.name} (id {rec.run_id or '-'}, {rec.mode}): {left.pop('nodes still answering')} of "
+                f"{len(rec.nodes)} nodes shut down (POST /shutdown); record removed"
+                + ("; `docker compose down` removes the containers" if rec.mode == "compose" else ""))
     if graceful and not forced:
         text = f"run {rec.name} (id {rec.run_id}) stopped: {len(rec.nodes)} nodes ({rec.mode}), every node stopped " \
                "gracefully"

@@ -169,8 +169,11 @@ class RunRecord:
     schema: str = SCHEMA
 
     def alive(self) -> bool:
-        """The run's keeper still runs (a record without a runner, compose's, counts as alive)."""
-        return self.runner is None or self.runner.alive()
+        """The run's keeper still runs. A record without a runner on this machine (compose: the controller and
+        the nodes run in containers) is alive while one of its nodes answers with its run id."""
+        if self.runner is not None:
+            return self.runner.alive()
+        return any(probe(e.http) == self.run_id for e in list(self.nodes.values())[:3])
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,6 +193,24 @@ class RunRecord:
         return cls(runner=ProcessRef(**runner) if runner else None,
                    nodes={n: NodeEntry(**e) for n, e in data.pop("nodes").items()},
                    workers=[ProcessRef(**w) for w in data.pop("workers")], **data)
+
+
+def probe(address: str, timeout: float = 1.0) -> str | None:
+    """The run id a node at `address` (host:port) answers GET /status with, or None when nothing answers. Plain
+    http.client: no proxy from the environment is ever asked."""
+    import http.client
+
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", "/status", headers={"Accept": "application/json"})
+        reply = conn.getresponse()
+        data = json.loads(reply.read(1 << 20)) if reply.status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    return data.get("run_id") if isinstance(data, dict) and isinstance(data.get("run_id"), str) else None
 
 
 def files_key(files: list[str] | tuple[str, ...]) -> list[str]:

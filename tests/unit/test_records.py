@@ -217,9 +217,16 @@ class FakeNode:
 
     def __init__(self, name: str, run_id: str) -> None:
         self.name, self.run_id = name, run_id
+        self.shutdowns = []
+
+    shutdowns: list[Any]
 
     async def handler(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         who = {"name": self.name, "run_id": self.run_id}
+        if (method, path) == ("POST", "/shutdown"):  # (serve() has checked the token)
+            self.shutdowns.append(body)
+            self.run_id = "gone"  # as good as not answering for this run any more
+            return 200, {"ok": True}
         if path == "/status":
             return 200, {**who, "text": f"status of {self.name}\n", "sessions": []}
         if path == "/routes":
@@ -276,3 +283,28 @@ def test_status_refuses_a_node_of_another_run(rundir: Path, capsys: pytest.Captu
         fake.run_id = ""
         rc, _, err = cli(capsys, "status", "--run", "mine", "--node", "node1")
         assert rc == 2 and "belongs to no run (a node started by hand), not mine" in err
+
+
+def test_a_run_without_a_local_runner_lives_while_its_nodes_answer(rundir: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Compose: the controller runs in a container and writes the record into a mounted runtime directory
+    (MESHSIM_RUNTIME_DIR); no pid of this machine's keeps the run, its nodes do."""
+    with FakeNode("node1", "cccccccccccc") as fake:
+        where = f"127.0.0.1:{fake.port}"
+        rec = record("lab", run_id="cccccccccccc", nodes={"node1": NodeEntry(http=where, bgp="10.0.0.1:179",
+                                                                             container="lab-node1-1")})
+        rec.runner, rec.mode, rec.token = None, "compose", "t"
+        records.write(rec)
+        assert records.read("lab").alive()
+        rc, out, _ = cli(capsys, "status", "--node", "node1")
+        assert rc == 0 and out == "status of node1\n"
+        rc, out, _ = cli(capsys, "inspect")
+        assert out.splitlines()[1].split()[:4] == ["lab", "cccccccccccc", "compose", "up"]
+        rc, out, _ = cli(capsys, "down")
+        assert rc == 0 and out == ("run lab (id cccccccccccc, compose): 1 of 1 nodes shut down (POST /shutdown); "
+                                   "record removed; `docker compose down` removes the containers\n")
+        assert fake.shutdowns == [{"run_id": "cccccccccccc"}] and not (rundir / "lab.json").exists()
+        records.write(rec)  # its nodes now answer for no run of this record's: stale
+        assert not records.read("lab").alive()
+        rc, out, _ = cli(capsys, "inspect")
+        assert out.splitlines()[1].split()[3] == "stale"

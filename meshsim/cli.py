@@ -2,7 +2,8 @@
 
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
-`run`, `node`, `worker`, `show` and `status`/`routes --live` drive processes (meshsim.run, meshsim.agent).
+`run`, `up`, `down`, `node`, `worker`, `show` and `status`/`routes --live` drive processes (meshsim.run,
+meshsim.agent); `inspect` reads the runs' state records (meshsim.run.records).
 Longer than ~400 lines because the parser has one block per subcommand; command bodies that grow live elsewhere
 (meshsim.operator: `-o` output, `show`, `examples`).
 """

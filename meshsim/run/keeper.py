@@ -206,14 +206,15 @@ class Registration:
         text = summary(result)
         first = next(iter(self.record.nodes), "NODE")
         name = self.record.name
-        hints = (f"`meshsim inspect {name}`, `meshsim status --run {name} --node {first}`, "
-                 f"`meshsim show {first} protocols --run {name}`; `meshsim down {name}` stops it")
+        tries = (f"  try: meshsim inspect {name}; meshsim status --run {name} --node {first}; "
+                 f"meshsim show {first} protocols --run {name}")
         if self.notify_fd is None:
             print(f"{'converged' if result.converged else 'NOT converged'}; run {name} (id {self.record.run_id}) "
-                  f"keeps running until Ctrl-C or `meshsim down {name}`: {hints}", file=sys.stderr)
+                  f"keeps running until Ctrl-C or `meshsim down {name}`\n{tries}", file=sys.stderr)
             self.ready_sent = True
             return
-        hints = f"run {name} (id {self.record.run_id}, {self.record.mode}) is up: {hints}"
+        hints = (f"run {name} is up (id {self.record.run_id}, {self.record.mode}); `meshsim down {name}` stops it\n"
+                 f"{tries}")
         msg = {"event": "ready", "converged": result.converged, "summary": text, "hints": hints,
                "name": name, "run_id": self.record.run_id}
         try:

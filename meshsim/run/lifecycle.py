@@ -39,16 +39,22 @@ def _check(args: Any) -> tuple[Any, str]:
     """Everything `up` can find wrong before starting anything: the scenario, its isolation, the run name, and
     another live run holding the same node addresses."""
     from meshsim.agent.config import loopback_map
-    from meshsim.cli import _load
+    from meshsim.cli import print_warnings
     from meshsim.fabric.local import DEFAULT_HTTP_PORT
     from meshsim.fabric.netns import check_isolation
+    from meshsim.model.cluster import Cluster
+    from meshsim.model.resources import load_scenario
     from meshsim.model.timeline import parse_timeline
 
-    cluster = _load(args.files)
-    parse_timeline(cluster.scenario)
+    scenario = load_scenario(args.files)
+    print_warnings(scenario)
+    cluster = Cluster.build(scenario)
+    parse_timeline(scenario)
     check_isolation(cluster, args.isolation)
     if args.isolation == "netns" and os.geteuid() != 0:
         raise RunError("--isolation netns needs root (it creates network namespaces, bridges and veths)")
+    if args.dataplane == "kernel" and args.isolation != "netns":
+        raise RunError("--dataplane kernel needs --isolation netns (each node programs its own namespace's table)")
     name = records.check_name(args.name) if args.name else records.default_name(cluster.scenario.name)
     mine = {f"{a}:{DEFAULT_HTTP_PORT}": n for n, a in loopback_map(cluster).items()}
     for other in records.all_records():
@@ -56,9 +62,10 @@ def _check(args: Any) -> tuple[Any, str]:
             continue
         taken = sorted(set(mine) & {e.http for e in other.nodes.values()})
         if taken:
-            raise RunError(f"run {other.name} (id {other.run_id}) already holds {taken[0]} (node {mine[taken[0]]}"
-                           f"{f' and {len(taken) - 1} more' if len(taken) > 1 else ''}): `meshsim down {other.name}` "
-                           "stops it, or give this scenario node addresses of its own")
+            more = f" (and {len(taken) - 1} more of its addresses)" if len(taken) > 1 else ""
+            raise RunError(f"run {other.name} (id {other.run_id}) already holds {taken[0]}, where this scenario's "
+                           f"{mine[taken[0]]} would answer{more}: `meshsim down {other.name}` stops it, or give this "
+                           "scenario node addresses of its own")
     return cluster, name
 
 
@@ -185,7 +192,8 @@ def _sweep_record(name: str) -> None:
 # -- down -------------------------------------------------------------------------------------------------
 
 def _targets(args: Any) -> list[str]:
-    names = [r.name for r in records.all_records()] + records.broken_records()
+    recs = records.all_records()
+    names = [r.name for r in recs] + records.broken_records()
     if args.all:
         return names
     if args.run is not None:
@@ -198,8 +206,8 @@ def _targets(args: Any) -> list[str]:
     if not names:
         raise RunError("no emulation is up (`meshsim inspect` lists them)")
     if len(names) > 1:
-        raise RunError(f"{len(names)} emulations are up ({', '.join(names)}); name one: `meshsim down RUN` "
-                       "(or --all)")
+        marked = [f"{r.name}{'' if r.alive() else ' (stale)'}" for r in recs] + records.broken_records()
+        raise RunError(f"{len(names)} runs are recorded ({', '.join(marked)}); name one: `meshsim down RUN` (or --all)")
     return names
 
 

@@ -121,7 +121,7 @@ def test_two_runs_up_inspect_status_and_down(cli: Cli, tmp_path: Path) -> None:
         assert p.returncode == 0, out + err
     out_a, err_a = outs[0]
     assert out_a.startswith("scenario lc-a: 4 nodes, 6 BGP sessions; 12/12 Established")
-    assert "run lc-a (id " in out_a and "`meshsim down lc-a` stops it" in out_a
+    assert "run lc-a is up (id " in out_a and "`meshsim down lc-a` stops it" in out_a
     assert "meshsim: starting run lc-a: 4 nodes (local)" in err_a
 
     # the records: private, complete, one per run, different addresses
@@ -179,7 +179,7 @@ def test_two_runs_up_inspect_status_and_down(cli: Cli, tmp_path: Path) -> None:
 
     # down: one run only, gracefully; the other keeps running
     res = cli("down")
-    assert res.returncode == 2 and "2 emulations are up" in res.stderr
+    assert res.returncode == 2 and "2 runs are recorded (" in res.stderr
     res = cli("down", "lc-a")
     assert res.returncode == 0 and res.stdout.startswith(f"run lc-a (id {ra['run_id']}) stopped: 4 nodes (local), "
                                                          "every node stopped gracefully")
@@ -252,7 +252,7 @@ def test_a_stale_record_is_reported_and_cleaned(cli: Cli, tmp_path: Path) -> Non
     assert res.returncode == 2 and "no emulation is up" in res.stderr and "stale records: lc-a" in res.stderr
     # the addresses are free again: a new run of the same scenario comes up beside the stale record
     res = cli("up", str(a))
-    assert res.returncode == 0 and "run lc-a-2 (id" in res.stdout, res.stderr
+    assert res.returncode == 0 and "run lc-a-2 is up (id" in res.stdout, res.stderr
     res = cli("down", "lc-a")
     assert res.returncode == 0 and res.stdout.startswith(f"run lc-a (id {rec['run_id']}) was stale (its runner is "
                                                          "gone): record removed; cleaned up 1 temp dirs")

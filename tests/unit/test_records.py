@@ -182,7 +182,7 @@ def test_down_cleans_a_stale_run_and_refuses_to_guess(rundir: Path, capsys: pyte
         records.write(stale)
         records.write(record("t", runner=dead_process(), run_id="bbbbbbbbbbbb"))
         rc, _, err = cli(capsys, "down")
-        assert rc == 2 and "2 emulations are up (s, t); name one: `meshsim down RUN` (or --all)" in err
+        assert rc == 2 and "2 runs are recorded (s (stale), t (stale)); name one: `meshsim down RUN` (or --all)" in err
         rc, out, _ = cli(capsys, "down", "s")
         assert rc == 0 and out.startswith("run s (id a1b2c3d4e5f6) was stale (its runner is gone): record removed; "
                                           "cleaned up 1 worker processes")
@@ -308,3 +308,22 @@ def test_a_run_without_a_local_runner_lives_while_its_nodes_answer(rundir: Path,
         assert not records.read("lab").alive()
         rc, out, _ = cli(capsys, "inspect")
         assert out.splitlines()[1].split()[3] == "stale"
+
+
+def test_up_refuses_before_starting_anything(rundir: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Bad input, a bad name, a dataplane that needs netns, or addresses a live run holds: one clear error, no
+    runner started, no record left."""
+    lab = str(Path(__file__).resolve().parents[2] / "scenarios" / "three-node-ipip.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: nope}\n")
+    rc, _, err = cli(capsys, "up", str(bad))
+    assert rc == 2 and str(bad) in err and "cidr" in err
+    rc, _, err = cli(capsys, "up", lab, "--name", "Lab_1")
+    assert rc == 2 and "run name 'Lab_1' has characters or a shape a run name cannot have" in err
+    rc, _, err = cli(capsys, "up", lab, "--dataplane", "kernel")
+    assert rc == 2 and "--dataplane kernel needs --isolation netns" in err
+    records.write(record("other", nodes={"node9": NodeEntry(http="127.168.0.82:9179", bgp="127.168.0.82:179")}))
+    rc, _, err = cli(capsys, "up", lab)
+    assert rc == 2 and ("run other (id a1b2c3d4e5f6) already holds 127.168.0.82:9179, where this scenario's node2 "
+                        "would answer: `meshsim down other` stops it") in err
+    assert sorted(p.name for p in rundir.iterdir()) == ["other.json"]

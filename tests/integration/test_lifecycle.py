@@ -115,7 +115,7 @@ def namespaces() -> set[str]:
 
 def test_two_runs_up_inspect_status_and_down(cli: Cli, tmp_path: Path) -> None:
     a, b = scenario(tmp_path, "lc-a", A_NET, 4), scenario(tmp_path, "lc-b", B_NET, 3)
-    ups = [cli.popen("up", str(a)), cli.popen("up", str(b), "--name", "bee")]  # both at once
+    ups = [cli.popen("up", str(a)), cli.popen("up", str(b), "--name", "bee", "--workers", "1")]  # both at once
     outs = [p.communicate(timeout=180) for p in ups]
     for p, (out, err) in zip(ups, outs):
         assert p.returncode == 0, out + err
@@ -136,6 +136,7 @@ def test_two_runs_up_inspect_status_and_down(cli: Cli, tmp_path: Path) -> None:
     assert {e["http"] for e in rb["nodes"].values()} == {f"127.168.202.{i}:9179" for i in (10, 11, 12)}
     assert all(alive(p) for p in processes_of(ra) + processes_of(rb))
     assert {w["pid"] for w in ra["workers"]} == {e["worker"] for e in ra["nodes"].values()}
+    assert len(rb["workers"]) == 1 and {e["worker"] for e in rb["nodes"].values()} == {rb["workers"][0]["pid"]}
 
     # inspect: both runs, and the nodes of one
     runs = {r["name"]: r for r in cli.inspect()}
@@ -166,6 +167,8 @@ def test_two_runs_up_inspect_status_and_down(cli: Cli, tmp_path: Path) -> None:
     assert res.returncode == 0 and "Mesh_192_168_202_10 BGP      master   up" in res.stdout
     res = cli("status", "--run", "bee", "--node", "node1", "-o", "json")
     assert json.loads(res.stdout)["run_id"] == rb["run_id"]
+    res = cli("peers", "--graph", str(tmp_path / "bee.dot"), "--live", "--run", "bee")
+    assert res.returncode == 0 and (tmp_path / "bee.dot").read_text().count(" color=\"#2ca02c\"") == 3  # 3 up
 
     # the record's token is the run's: a POST without it is refused, with it accepted (409: wrong run_id,
     # so nothing happens)
@@ -370,3 +373,23 @@ def test_netns_run_up_down_and_stale(cli: Cli, tmp_path: Path) -> None:
     res = cli("down", "lc-n")
     assert res.returncode == 0 and "cleaned up 4 namespaces" in res.stdout
     assert not (namespaces() & made) and list(cli.dir.iterdir()) == []
+
+    # Ctrl-C while `up` waits (in its timeline): the namespaces go with the run
+    b = scenario(tmp_path, "lc-m", A_NET, 3, events="  - {action: sleep, duration: 60s}\n")
+    proc = cli.popen("up", str(b), "--isolation", "netns", start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not answers("127.168.201.12:9179"):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        rec = cli.record("lc-m")
+        made = set(rec["namespaces"])
+        assert made and made <= namespaces()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "run lc-m is down, nothing is left running" in err
+    assert not wait_gone(processes_of(rec)) and not (namespaces() & made) and list(cli.dir.iterdir()) == []

@@ -45,15 +45,18 @@ def _strings(body: dict[str, Any], key: str, check: Any, what: str) -> tuple[str
     return tuple(out)
 
 
+LOCAL_FIELDS = ("blocks", "affine", "workloads", "originate", "static_routes", "reject_cidrs", "rr_accept", "tunnel")
+
+
 def local_state(body: Any) -> LocalState:
-    """POST /local: {"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]], "originate": [CIDR]}."""
-    body = _object(body, "blocks, affine, workloads, originate")
-    unknown = set(body) - {"blocks", "affine", "workloads", "originate"}
+    """POST /local: LocalState.to_json(): {"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]],
+    "originate": [CIDR], "static_routes": [CIDR], "reject_cidrs": [CIDR], "rr_accept": [CIDR], "tunnel": IP|null}."""
+    body = _object(body, ", ".join(LOCAL_FIELDS))
+    unknown = set(body) - set(LOCAL_FIELDS)
     if unknown:
-        raise _bad(sorted(unknown)[0], "one of blocks, affine, workloads, originate", sorted(unknown)[0])
-    blocks = _strings(body, "blocks", IPv4Network, "an IPv4 CIDR")
-    affine = _strings(body, "affine", IPv4Network, "an IPv4 CIDR")
-    originate = _strings(body, "originate", IPv4Network, "an IPv4 CIDR")
+        raise _bad(sorted(unknown)[0], "one of " + ", ".join(LOCAL_FIELDS), sorted(unknown)[0])
+    cidrs = {key: _strings(body, key, IPv4Network, "an IPv4 CIDR")
+             for key in ("blocks", "affine", "originate", "static_routes", "reject_cidrs", "rr_accept")}
     raw = body.get("workloads", [])
     if not isinstance(raw, list):
         raise _bad("workloads", "a list of [IP, interface]", raw)
@@ -68,7 +71,13 @@ def local_state(body: Any) -> LocalState:
         if not w[1] or len(w[1]) > 15 or any(c.isspace() or c == "/" for c in w[1]):
             raise _bad(f"workloads[{i}][1]", "an interface name (1-15 characters, no spaces or /)", w[1])
         workloads.append((w[0], w[1]))
-    return LocalState(blocks=blocks, affine=affine, workloads=tuple(workloads), originate=originate)
+    tunnel = body.get("tunnel")
+    if tunnel is not None:
+        try:
+            IPv4Address(tunnel if isinstance(tunnel, str) else "-")
+        except ValueError:
+            raise _bad("tunnel", "an IPv4 address or null", tunnel) from None
+    return LocalState(workloads=tuple(workloads), tunnel=tunnel, **cidrs)
 
 
 _PEER_FIELDS = {f.name: f for f in fields(PeerConfig)}

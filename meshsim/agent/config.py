@@ -31,7 +31,7 @@ from meshsim.bgp.rib import PeerInfo
 from meshsim.bgp.speaker import SpeakerConfig
 from meshsim.oracle.expected import host_view
 from meshsim.model.cluster import Cluster
-from meshsim.model.loopback import loopback_addresses
+from meshsim.model.loopback import loopback_addresses, peer_loopback_addresses
 from meshsim.model.names import file_stem
 from meshsim.model.resources import IPPool
 
@@ -231,15 +231,28 @@ def loopback_map(cluster: Cluster) -> dict[str, IPv4Address]:
     return loopback_addresses((n.name, n.address) for n in cluster.scenario.nodes)
 
 
+def external_peer_map(cluster: Cluster, nodes: dict[str, IPv4Address] | None = None,
+                      peerings: dict[str, list[Any]] | None = None) -> dict[IPv4Address, IPv4Address]:
+    """Declared peerIP of every external BGP peer (a BGPPeer whose peerIP is no node) -> the 127.x address a node
+    dials and accepts for it on one machine (meshsim.model.loopback.peer_loopback_addresses): a test's own speaker
+    binds it (meshsim.api `peer_endpoint`). `nodes`, `peerings`: the nodes' loopback map and the cluster's peerings,
+    if already computed."""
+    peerings = peerings if peerings is not None else cluster.peerings()
+    external = {p.peer_address for ps in peerings.values() for p in ps if p.peer_node is None}
+    return peer_loopback_addresses((nodes or loopback_map(cluster)).values(), external)
+
+
 def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Path,
                  session_addresses: dict[str, IPv4Address] | None = None, log_level: str = "info"
                  ) -> dict[str, NodeConfig]:
     """One NodeConfig per node. `session_addresses` maps node name -> the address its BGP binds
-    (default: the 127.x loopback map; the compose runner passes the declared addresses)."""
+    (default: the 127.x loopback map; the compose runner passes the declared addresses). On the loopback map an
+    external peer's session address is its 127.x address too (`external_peer_map`), never the declared one."""
     sc = cluster.scenario
     sess = session_addresses or loopback_map(cluster)
     by_name = {n.name: n for n in sc.nodes}
     peerings = cluster.peerings()
+    external = external_peer_map(cluster, sess, peerings) if session_addresses is None else {}
     pools = tuple(pool_json(p) for p in sc.pools)
     hold = int(round(sc.spec.timers.hold_time))
     keep = int(round(sc.spec.timers.keepalive_time))
@@ -254,7 +267,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             if p.peer_node is not None:
                 session = str(sess[p.peer_node])
             else:
-                session = str(p.peer_address)
+                session = str(external.get(p.peer_address, p.peer_address))
             o = p.options
             peers.append(PeerConfig(name=p.name, address=str(p.peer_address), session_address=session,
                                     port=bgp_port if p.peer_node else (p.peer_port or 179), asn=p.peer_as, passive=p.passive,
@@ -279,4 +292,4 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
     return out
 
 
-__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "field"]
+__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "external_peer_map", "field"]

@@ -4,7 +4,12 @@ Owns `loopback_addresses(nodes)`: a node's declared address keeps its last three
 127.168.0.81), so logs and `ss` output stay readable; when that address is taken by an earlier node (10.255.0.3/8
 and 11.255.0.3/8 both map to 127.255.0.3), is a network or broadcast form (x.x.x.0, x.x.x.255) or is 127.0.0.1,
 the node gets the next free address of 127.254.0.0/16 instead. The result is distinct for every node by
-construction, so a scenario that validates can run. Pure: no I/O.
+construction, so a scenario that validates can run.
+
+Also owns `peer_loopback_addresses(taken, peers)`: an external BGP peer (a BGPPeer whose peerIP is no node: a ToR,
+a route server, a test's own speaker) gets a 127.x address the same way, never one a node holds (a clash takes the
+next free address of 127.253.0.0/16). On one machine a node dials and accepts that address, never the one the
+manifest declares: meshsim sends no traffic to an address it did not create. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Iterable
 
 _RESERVED = frozenset({IPv4Address("127.0.0.1")})
 _FALLBACK_BASE = int(IPv4Address("127.254.0.0"))
+_PEER_FALLBACK_BASE = int(IPv4Address("127.253.0.0"))
 
 
 def loopback_addresses(nodes: Iterable[tuple[str, IPv4Address]]) -> dict[str, IPv4Address]:
@@ -42,4 +48,24 @@ def loopback_addresses(nodes: Iterable[tuple[str, IPv4Address]]) -> dict[str, IP
     return out
 
 
-__all__ = ["loopback_addresses"]
+def peer_loopback_addresses(taken: Iterable[IPv4Address], peers: Iterable[IPv4Address]
+                            ) -> dict[IPv4Address, IPv4Address]:
+    """External peers' declared addresses -> distinct 127.x addresses, none of them in `taken` (the nodes')."""
+    used = set(_RESERVED) | set(taken)
+    out: dict[IPv4Address, IPv4Address] = {}
+    fallback = _PEER_FALLBACK_BASE
+    for address in sorted(set(peers)):
+        o = address.packed
+        cand: IPv4Address | None = IPv4Address(bytes([127, o[1], o[2], o[3]])) if o[3] not in (0, 255) else None
+        if cand is None or cand in used:
+            while True:
+                fallback += 1
+                cand = IPv4Address(fallback)
+                if cand.packed[3] not in (0, 255) and cand not in used:
+                    break
+        used.add(cand)
+        out[address] = cand
+    return out
+
+
+__all__ = ["loopback_addresses", "peer_loopback_addresses"]

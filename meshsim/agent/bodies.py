@@ -45,18 +45,18 @@ def _strings(body: dict[str, Any], key: str, check: Any, what: str) -> tuple[str
     return tuple(out)
 
 
-LOCAL_FIELDS = ("blocks", "affine", "workloads", "originate", "static_routes", "reject_cidrs", "rr_accept", "tunnel")
+_CIDR_LISTS = ("blocks", "affine", "originate", "static_routes", "reject_cidrs", "rr_accept")
 
 
 def local_state(body: Any) -> LocalState:
-    """POST /local: LocalState.to_json(): {"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]],
-    "originate": [CIDR], "static_routes": [CIDR], "reject_cidrs": [CIDR], "rr_accept": [CIDR], "tunnel": IP|null}."""
-    body = _object(body, ", ".join(LOCAL_FIELDS))
-    unknown = set(body) - set(LOCAL_FIELDS)
+    """POST /local: LocalState.to_json()'s shape ({"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]],
+    "originate": [CIDR], "static_routes", "reject_cidrs", "rr_accept": [CIDR], "tunnel": IP|null}), all checked."""
+    known = (*_CIDR_LISTS, "workloads", "tunnel")
+    body = _object(body, ", ".join(known))
+    unknown = set(body) - set(known)
     if unknown:
-        raise _bad(sorted(unknown)[0], "one of " + ", ".join(LOCAL_FIELDS), sorted(unknown)[0])
-    cidrs = {key: _strings(body, key, IPv4Network, "an IPv4 CIDR")
-             for key in ("blocks", "affine", "originate", "static_routes", "reject_cidrs", "rr_accept")}
+        raise _bad(sorted(unknown)[0], f"one of {', '.join(known)}", sorted(unknown)[0])
+    lists = {key: _strings(body, key, IPv4Network, "an IPv4 CIDR") for key in _CIDR_LISTS}
     raw = body.get("workloads", [])
     if not isinstance(raw, list):
         raise _bad("workloads", "a list of [IP, interface]", raw)
@@ -74,10 +74,10 @@ def local_state(body: Any) -> LocalState:
     tunnel = body.get("tunnel")
     if tunnel is not None:
         try:
-            IPv4Address(tunnel if isinstance(tunnel, str) else "-")
-        except ValueError:
+            IPv4Address(tunnel)
+        except (ValueError, TypeError):
             raise _bad("tunnel", "an IPv4 address or null", tunnel) from None
-    return LocalState(workloads=tuple(workloads), tunnel=tunnel, **cidrs)
+    return LocalState(workloads=tuple(workloads), tunnel=tunnel, **lists)
 
 
 _PEER_FIELDS = {f.name: f for f in fields(PeerConfig)}

@@ -31,7 +31,7 @@ from meshsim.bgp.rib import PeerInfo
 from meshsim.bgp.speaker import SpeakerConfig
 from meshsim.oracle.expected import host_view
 from meshsim.model.cluster import Cluster
-from meshsim.model.loopback import loopback_addresses, peer_loopback_addresses
+from meshsim.model.loopback import loopback_addresses, loopback_peer_addresses
 from meshsim.model.names import file_stem
 from meshsim.model.resources import IPPool
 
@@ -155,6 +155,7 @@ class NodeConfig:
     http_address: str | None = None  # serve HTTP here instead of on session_address (netns runner: a 127.x address)
     bgp_netns: str | None = None  # the BGP engine's sockets (or BIRD) live in this network namespace
     recovery: bool = True  # start as calico-node starts BIRD (`bird -R`): graceful-restart recovery
+    restart_wait: float = 240.0  # BIRD's global `graceful restart wait`: the longest a recovery waits
     implementation: str = "meshsim"  # the node's BGP engine: meshsim (its own sessions) or bird (real BIRD 2)
     communities: tuple[dict[str, Any], ...] = ()  # prefixAdvertisements: [{"cidr", "communities": [...]}]
     bgp_filters: tuple[dict[str, Any], ...] = ()  # every BGPFilter: [{"name", "importV4": [...], "exportV4": [...]}]
@@ -231,28 +232,27 @@ def loopback_map(cluster: Cluster) -> dict[str, IPv4Address]:
     return loopback_addresses((n.name, n.address) for n in cluster.scenario.nodes)
 
 
-def external_peer_map(cluster: Cluster, nodes: dict[str, IPv4Address] | None = None,
-                      peerings: dict[str, list[Any]] | None = None) -> dict[IPv4Address, IPv4Address]:
-    """Declared peerIP of every external BGP peer (a BGPPeer whose peerIP is no node) -> the 127.x address a node
-    dials and accepts for it on one machine (meshsim.model.loopback.peer_loopback_addresses): a test's own speaker
-    binds it (meshsim.api `peer_endpoint`). `nodes`, `peerings`: the nodes' loopback map and the cluster's peerings,
-    if already computed."""
-    peerings = peerings if peerings is not None else cluster.peerings()
-    external = {p.peer_address for ps in peerings.values() for p in ps if p.peer_node is None}
-    return peer_loopback_addresses((nodes or loopback_map(cluster)).values(), external)
+def peer_loopback_map(cluster: Cluster) -> dict[IPv4Address, IPv4Address]:
+    """External BGP peers' peerIP -> the 127.x address their sessions use on loopback (never the peerIP itself:
+    meshsim sends no traffic to an address a manifest names unless it created it; a test's own BGP speaker
+    listens there). Distinct from every node's loopback address."""
+    external = {p.peer_address for ps in cluster.peerings().values() for p in ps if p.peer_node is None}
+    return loopback_peer_addresses(external, loopback_map(cluster).values())
 
 
 def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Path,
                  session_addresses: dict[str, IPv4Address] | None = None, log_level: str = "info"
                  ) -> dict[str, NodeConfig]:
     """One NodeConfig per node. `session_addresses` maps node name -> the address its BGP binds
-    (default: the 127.x loopback map; the compose runner passes the declared addresses). On the loopback map an
-    external peer's session address is its 127.x address too (`external_peer_map`), never the declared one."""
+    (default: the 127.x loopback map, external peers included: `peer_loopback_map`; the compose and netns
+    fabrics pass the declared addresses, and external peers are then dialled at their peerIP, which those
+    fabrics create or refuse)."""
     sc = cluster.scenario
+    loopback = not session_addresses
     sess = session_addresses or loopback_map(cluster)
+    peer_sess = peer_loopback_map(cluster) if loopback else {}
     by_name = {n.name: n for n in sc.nodes}
     peerings = cluster.peerings()
-    external = external_peer_map(cluster, sess, peerings) if session_addresses is None else {}
     pools = tuple(pool_json(p) for p in sc.pools)
     hold = int(round(sc.spec.timers.hold_time))
     keep = int(round(sc.spec.timers.keepalive_time))
@@ -267,7 +267,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             if p.peer_node is not None:
                 session = str(sess[p.peer_node])
             else:
-                session = str(external.get(p.peer_address, p.peer_address))
+                session = str(peer_sess.get(p.peer_address, p.peer_address))
             o = p.options
             peers.append(PeerConfig(name=p.name, address=str(p.peer_address), session_address=session,
                                     port=bgp_port if p.peer_node else (p.peer_port or 179), asn=p.peer_as, passive=p.passive,
@@ -283,7 +283,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             asn=sc.asn(by_name[node.name]), cluster_id=str(node.rr_cluster_id) if node.rr_cluster_id else None,
             hold_time=hold, keepalive_time=keep, pools=pools, peers=tuple(peers), local=LocalState.of(cluster, node.name),
             workdir=str(workdir / file_stem(node.name)), log_level=log_level,
-            implementation=sc.host(node.name).implementation,
+            implementation=sc.host(node.name).implementation, restart_wait=sc.spec.timers.restart_wait,
             communities=tuple({"cidr": str(a.cidr), "communities": list(a.communities)}
                               for a in bgp.prefix_advertisements),
             bgp_filters=filters, listen_port=bgp.listen_port, bind_mode=bgp.bind_mode,
@@ -292,4 +292,4 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
     return out
 
 
-__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "external_peer_map", "field"]
+__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "peer_loopback_map", "field"]

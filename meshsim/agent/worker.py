@@ -38,12 +38,12 @@ from meshsim.agent.agent import NodeAgent
 from meshsim.agent.config import NodeConfig
 from meshsim.agent.netctx import NetContext
 from meshsim.errors import MeshsimError
+from meshsim.host.procstats import proc_usage
 from meshsim.logs import configure, file_logger, get_logger
 from meshsim.routes.routetable import Route
 
 PUSH_INTERVAL = 0.02
 PR_SET_PDEATHSIG = 1
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def die_with_parent() -> None:
@@ -53,14 +53,6 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
-
-
-def rss_bytes(pid: int | str = "self") -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 class Worker:
@@ -78,7 +70,7 @@ class Worker:
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
-        self._rss = (0.0, 0)
+        self._usage: tuple[float, tuple[float, int]] = (0.0, (0.0, 0))
 
     # -- the channel ------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -126,10 +118,8 @@ class Worker:
                                                           f"{config.bgp_port} or HTTP {config.http_port})")
                     return
                 self.reply(op, name, pid=os.getpid())
-            case "release":
-                for n in msg.get("nodes", []):
-                    if n in self.nodes:
-                        await self.nodes[n].engine.start()
+            case "release":  # every node at once: a cold start is timed from this instant
+                await asyncio.gather(*(self.nodes[n].engine.start() for n in msg.get("nodes", []) if n in self.nodes))
                 self.reply(op, None)
             case "stop":
                 await self.stop(name)
@@ -144,13 +134,18 @@ class Worker:
                 self.reply(str(op), name, ok=False, error=f"unknown op {op!r}")
 
     # -- nodes ---------------------------------------------------------------------------------------
-    def _rss_share(self) -> int:
-        t, rss = self._rss
+    def _share(self, busy: float) -> tuple[float, int]:
+        """A node's share of this process: CPU seconds in proportion to the time its callbacks ran (all
+        nodes' busy times add up to the worker's CPU spent on BGP), memory an equal part of the RSS. The
+        process figures are read at most once a second."""
+        t, (cpu, rss) = self._usage
         now = time.monotonic()
         if now - t > 1.0:
-            rss = rss_bytes()
-            self._rss = (now, rss)
-        return rss // max(1, len(self.nodes) + len(self.frozen))
+            cpu, rss = proc_usage(os.getpid())
+            self._usage = (now, (cpu, rss))
+        total = sum(getattr(a.engine, "busy", 0.0) for a in (*self.nodes.values(), *self.frozen.values()))
+        nodes = max(1, len(self.nodes) + len(self.frozen))
+        return (cpu * busy / total if total > 0 else cpu / nodes), rss // nodes
 
     async def start(self, config: NodeConfig, *, hold_bgp: bool, restart: bool) -> None:
         name = config.name
@@ -188,7 +183,7 @@ class Worker:
         from meshsim.engines.native.engine import NativeEngine
 
         return NativeEngine(config, net=NetContext(config.bgp_netns), log=log, on_change=changed, kept_routes=kept,
-                            rss_share=self._rss_share, dataplane=dataplane)
+                            share=self._share, dataplane=dataplane)
 
     async def stop(self, name: str) -> None:
         agent = self.nodes.pop(name, None) or self.frozen.pop(name, None)

@@ -137,7 +137,7 @@ class Emulation(TimelineActions):
         return (f"the scenario's external BGP peers ({', '.join(external[:3])}) were not up: a Calico node waits for "
                 "every peer during its graceful-restart recovery (bird -R, up to 240 s) before it programs routes. "
                 "Start your own speaker during the cold start: emulate(..., wait=False), peer_endpoint(), then "
-                "await wait_converged()")
+                "await wait_converged(); or shorten the wait with the Scenario's spec.timers.restartWait")
 
     def _load(self) -> Any:
         from meshsim.model.resources import load_scenario

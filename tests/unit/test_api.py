@@ -13,11 +13,10 @@ import pytest
 
 import meshsim
 from meshsim.agent.bodies import local_state
-from meshsim.agent.config import LocalState, external_peer_map, loopback_map, node_configs
+from meshsim.agent.config import LocalState, loopback_map, node_configs, peer_loopback_map
 from meshsim.api import EmulationError, EventRecord, NotConverged, PeerEndpoint
 from meshsim.errors import RunError
 from meshsim.model.cluster import Cluster
-from meshsim.model.loopback import peer_loopback_addresses
 from meshsim.model.resources import load_scenario
 from tests.conftest import ROOT, node_doc, pool_doc, scenario_doc
 
@@ -84,7 +83,7 @@ def test_external_peers_map_to_loopback_addresses_of_their_own(write_yaml):
                       "spec: {peerIP: 10.1.0.81, asNumber: 65002}\n")
     cluster = Cluster.build(load_scenario([path]))
     nodes = loopback_map(cluster)
-    peers = external_peer_map(cluster)
+    peers = peer_loopback_map(cluster)
     assert peers[IPv4Address("192.168.0.1")] == IPv4Address("127.168.0.1")  # the last three octets, as for nodes
     # 10.1.0.81 would be 127.1.0.81; 192.168.0.81 (node1) is 127.168.0.81: no clash, kept
     assert peers[IPv4Address("10.1.0.81")] == IPv4Address("127.1.0.81")
@@ -99,15 +98,6 @@ def test_external_peers_map_to_loopback_addresses_of_their_own(write_yaml):
     declared = {n.name: n.address for n in cluster.scenario.nodes}
     netns = node_configs(cluster, bgp_port=179, http_port=9179, workdir=Path("/tmp/x"), session_addresses=declared)
     assert {p.session_address for p in netns["node1"].peers if p.peer_node is None} == {"192.168.0.1", "10.1.0.81"}
-
-
-def test_an_external_peer_never_takes_a_nodes_loopback_address():
-    taken = [IPv4Address("127.168.0.1"), IPv4Address("127.253.0.1")]
-    got = peer_loopback_addresses(taken, [IPv4Address("10.168.0.1"), IPv4Address("192.168.0.1"),
-                                          IPv4Address("192.168.0.0")])
-    assert len(set(got.values())) == 3 and not set(got.values()) & set(taken)
-    assert all(str(a).startswith("127.253.") for a in got.values())  # each clashed or was a network address
-    assert IPv4Address("127.0.0.1") not in peer_loopback_addresses([], [IPv4Address("10.0.0.1")]).values()
 
 
 def test_post_local_accepts_every_field_the_runner_sends(write_yaml):

@@ -69,6 +69,7 @@ class Emulation(TimelineActions):
         self._state: Literal["new", "starting", "running", "closed"] = "new"
         self._lock: asyncio.Lock | None = None
         self._pending_stale: dict[str, tuple[Any, float, float, EventRecord]] = {}
+        self._expected_memo: tuple[Any, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Emulation":
@@ -248,7 +249,7 @@ class Emulation(TimelineActions):
         lines; a SIGKILLed node's routes count while its peers keep them as stale."""
         h = self._live()
         self._node(node, running=True)
-        return h.expected()[node].table.render_ip().splitlines()
+        return self._expected()[node].table.render_ip().splitlines()
 
     def expected_advertised(self, node: str, peer_ip: str) -> list[str]:
         """The prefixes `node` should advertise now to the external BGPPeer at `peer_ip` (its own blocks and what
@@ -319,7 +320,7 @@ class Emulation(TimelineActions):
         r.nodes = [n.name for n in h.cluster.scenario.nodes]
         r.snapshots = dict(h.observer.snapshots)
         try:
-            r.expected = {n: e.digest for n, e in h.expected().items()}
+            r.expected = {n: e.digest for n, e in self._expected().items()}
         except MeshsimError:
             pass
         r.converged = bool(r.cold.get("converged")) and all(ev.get("converged", True) for ev in r.events)
@@ -329,6 +330,15 @@ class Emulation(TimelineActions):
         self._node(node)
         host, port = self._live().fabric.http_address(node)
         return str(host), int(port)
+
+    def _expected(self) -> Any:
+        """Every running node's expected table (Harness.expected): the oracle computes the whole cluster, so it is
+        kept until the cluster changes (an event, a node stopping or starting, a stale phase running out)."""
+        h = self._harness
+        key = (len(self._result.events), tuple(sorted(h.running())), tuple(h.stale_nodes()))
+        if self._expected_memo is None or self._expected_memo[0] != key:
+            self._expected_memo = (key, h.expected())
+        return self._expected_memo[1]
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         """The last lines of the node's log (JSON lines)."""

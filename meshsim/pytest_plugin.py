@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import pytest
 if TYPE_CHECKING:
     from meshsim.api import Emulation
 
+pytest_asyncio: Any
 try:
     import pytest_asyncio
 except Exception:  # missing, or broken: stay inert
@@ -91,12 +92,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
     if call.when != "call" or not report.failed:
         return
-    for i, emu in enumerate(item.stash.get(EMULATIONS, [])):
+    made: list[Emulation] = item.stash.get(EMULATIONS, [])
+    for i, emu in enumerate(made):
         try:
             text = describe(emu)
         except Exception as exc:  # a report hook must never fail the session

@@ -43,7 +43,7 @@ class Emulation(TimelineActions):
     `EventRecord`. Not safe to drive from several tasks at once: actions are serialised.
     """
 
-    def __init__(self, files: list[Path], *, text: str | None = None, workers: int | None = None,
+    def __init__(self, files: list[str | Path], *, text: str | None = None, workers: int | None = None,
                  isolation: Isolation = "loopback", dataplane: Dataplane = "sim", timeout: float = 120.0,
                  out: str | Path | None = None, bgp_port: int | None = None, log_level: str = "info",
                  process_per_node: bool = False, external_peers: ExternalPeers | None = None,
@@ -247,9 +247,9 @@ class Emulation(TimelineActions):
     def expected_routes(self, node: str) -> list[str]:
         """The node's expected routing table now (what Calico's BIRD and Felix would program), as `ip route`
         lines; a SIGKILLed node's routes count while its peers keep them as stale."""
-        h = self._live()
         self._node(node, running=True)
-        return self._expected()[node].table.render_ip().splitlines()
+        text: str = self._expected()[node].table.render_ip()
+        return text.splitlines()
 
     def expected_advertised(self, node: str, peer_ip: str) -> list[str]:
         """The prefixes `node` should advertise now to the external BGPPeer at `peer_ip` (its own blocks and what

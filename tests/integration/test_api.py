@@ -266,3 +266,25 @@ async def test_own_gobgpd_in_netns_peers_through_peer_endpoint_and_learns_the_bl
                 gobgpd.kill()
                 gobgpd.wait()
     assert_gone(made)
+
+
+@pytest.mark.root
+async def test_a_bird_node_in_netns_through_the_api(tmp_path):
+    if os.geteuid() != 0 or not (shutil.which("bird") or os.path.exists("/usr/sbin/bird")):
+        pytest.skip("needs root (namespaces) and BIRD 2")
+    from tests.integration.test_bird_interop import scenario
+
+    text = scenario("api-bird", [("node1", "192.168.43.81/24", "meshsim"), ("node2", "192.168.43.82/24", "bird"),
+                                 ("node3", "192.168.43.83/24", "meshsim")])
+    async with asyncio.timeout(180):
+        async with meshsim.emulate(text=text, isolation="netns", dataplane="kernel") as emu:
+            made = footprint(emu)
+            assert emu.mode == "netns" and (await emu.status("node2"))["implementation"] == "bird"
+            added = await emu.add_workloads("node2", 70)  # BIRD exports node2's new block
+            assert added.converged and added.sessions_lost == 0
+            for node in emu.nodes:
+                assert await emu.routes(node) == emu.expected_routes(node)
+            stopped = await emu.stop_node("node2")
+            assert stopped.converged and stopped.sessions_lost == 2
+            assert (await emu.start_node("node2")).converged
+    assert_gone(made)

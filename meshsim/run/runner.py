@@ -14,7 +14,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,9 @@ from meshsim.run.steps import run_timeline
 
 SCHEMA = "meshsim.report/v2"
 FabricFactory = Callable[[Cluster], Fabric]
+Keeper = Callable[[Harness, "RunResult"], Awaitable[None]]
+"""What keeps a converged run up instead of `--keep-running`'s own loop (meshsim.run.lifecycle: `meshsim up`'s
+runner, which writes the run's state record and tells `up` the run is ready)."""
 
 
 @dataclass
@@ -188,9 +191,10 @@ async def _final_views(h: Harness, result: RunResult) -> None:
 async def run_scenario(files: list[str], *, out: Path | None = None, timeout: float = 120.0, progress: bool = True,
                        keep_running: bool = False, fabric_factory: FabricFactory | None = None,
                        log_level: str = "info", bgp_port: int | None = None, workers: int | None = None,
-                       process_per_node: bool = False) -> RunResult:
+                       process_per_node: bool = False, keeper: Keeper | None = None) -> RunResult:
     """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` says where the nodes run
-    (default: worker processes on this machine)."""
+    (default: worker processes on this machine). `keeper(harness, result)`, when given, keeps the run up
+    afterwards (in place of `keep_running`) until it returns or the run is cancelled."""
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)
@@ -222,7 +226,9 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
             report = getattr(h.fabric, "external_report", None)
             if report is not None:  # netns: what the ToRs learned
                 result.extra = await report()
-            if keep_running:
+            if keeper is not None:
+                await keeper(h, result)
+            elif keep_running:
                 await _keep_running(h, result, files)
         except asyncio.CancelledError:
             done()
@@ -284,18 +290,24 @@ async def _keep_running(h: Harness, result: RunResult, files: list[str]) -> None
                 result.error = f"node {name} died while running: {why}"
                 return
     finally:
-        conv = convergence(h.expected(), h.observer.snapshots, result.started_at, h.expected_sessions())
-        flaps = totals(h.observer.snapshots)["flaps"] - seen_flaps
-        result.extra["after_converged"] = {"converged": conv.converged and conv.sessions_up == conv.sessions_expected,
-                                           "sessions_up": conv.sessions_up, "sessions_expected": conv.sessions_expected,
-                                           "flaps": flaps, "running": len(h.running()),
-                                           "nodes": len(result.nodes)}
-        if not result.extra["after_converged"]["converged"]:
-            result.converged = False
+        note_after_converged(h, result, seen_flaps)
 
 
-def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Callable[[Cluster], None] | None = None
-         ) -> int:
+def note_after_converged(h: Harness, result: RunResult, seen_flaps: int) -> None:
+    """What changed while the run was kept up (`after_converged` in the report; not converged any more at the
+    end makes the run not converged)."""
+    conv = convergence(h.expected(), h.observer.snapshots, result.started_at, h.expected_sessions())
+    flaps = totals(h.observer.snapshots)["flaps"] - seen_flaps
+    result.extra["after_converged"] = {"converged": conv.converged and conv.sessions_up == conv.sessions_expected,
+                                       "sessions_up": conv.sessions_up, "sessions_expected": conv.sessions_expected,
+                                       "flaps": flaps, "running": len(h.running()),
+                                       "nodes": len(result.nodes)}
+    if not result.extra["after_converged"]["converged"]:
+        result.converged = False
+
+
+def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Callable[[Cluster], None] | None = None,
+         keeper: Keeper | None = None) -> int:
     """The one entry point of every run command: `meshsim run` and the compose controller."""
     out = Path(args.out) if getattr(args, "out", None) else None
 
@@ -315,7 +327,7 @@ def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Cal
                                   keep_running=getattr(args, "keep_running", False), fabric_factory=fabric_factory,
                                   log_level=getattr(args, "log_level", None) or "info",
                                   bgp_port=getattr(args, "port", None), workers=getattr(args, "workers", None),
-                                  process_per_node=getattr(args, "process_per_node", False))
+                                  process_per_node=getattr(args, "process_per_node", False), keeper=keeper)
 
     try:
         result = asyncio.run(go())

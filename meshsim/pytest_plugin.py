@@ -8,7 +8,13 @@ down at the end of it, whatever happened,
         await emu.kill_node("node2", mode="sigkill")
 
 and, when a test that used it fails, a report section per emulation with every running node's table (actual and
-expected), `calicoctl node status` and the tail of its log (`pytest -rA` or the failure output shows it).
+expected), `calicoctl node status` and the tail of its log (the failure output shows it).
+
+Options: `--meshsim-out DIR` writes every emulation's report under DIR/<test>/<n>; `--meshsim-keep` keeps the
+clusters of the first failing test up as runs of the run lifecycle (meshsim/run/records.py: `meshsim inspect`,
+`status --run`, `show --run`, `down`), with this pytest process as their runner (meshsim/run/keeper.py,
+`Registration`): the session waits there until `meshsim down RUN` (SIGTERM to the runner) or Ctrl-C, then brings
+them down and stops, as `-x` would (`down` waits for its runner to exit, so the session cannot go on).
 
 Inert unless pytest-asyncio is importable: pytest loads this module in every project of an environment where
 meshsim is installed, so it imports nothing of meshsim at load time and registers no fixture without
@@ -35,6 +41,7 @@ except Exception:  # missing, or broken: stay inert
     pytest_asyncio = None
 
 EMULATIONS = pytest.StashKey[list["Emulation"]]()
+FAILED = pytest.StashKey[bool]()
 SECTION_LINES = 40  # log lines per node in a failure report
 
 
@@ -89,6 +96,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--meshsim-out", default=None, metavar="DIR",
                     help="write every meshsim_cluster emulation's report (report.json, tables, logs) under "
                          "DIR/<test name>/<n>")
+    group.addoption("--meshsim-keep", action="store_true", default=False,
+                    help="keep the clusters of the first failing test up as runs for `meshsim inspect`, `status "
+                         "--run`, `show --run`; the session waits until `meshsim down RUN` or Ctrl-C, then stops")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -97,6 +107,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if call.when != "call" or not report.failed:
         return
+    item.stash[FAILED] = True
     made: list[Emulation] = item.stash.get(EMULATIONS, [])
     for i, emu in enumerate(made):
         try:
@@ -134,14 +145,70 @@ if pytest_asyncio is not None:
             await emu.start()
             return emu
 
+        kept: list[Any] = []
         try:
             yield factory
         finally:
-            errors = []
+            errors: list[BaseException] = []
+            live = [emu for emu in made if emu.is_running]
+            if live and request.node.stash.get(FAILED, False) and request.config.getoption("--meshsim-keep"):
+                try:
+                    kept = await keep_up(request, live)
+                except Exception as exc:  # the clusters still come down below
+                    errors.append(exc)
             for emu in reversed(made):
                 try:
                     await emu.close()
                 except Exception as exc:
                     errors.append(exc)
+            for registration in kept:
+                registration.close()  # the record goes once its processes are gone
             if errors:
                 raise errors[0]
+
+
+async def keep_up(request: pytest.FixtureRequest, live: list["Emulation"]) -> list[Any]:
+    """--meshsim-keep: register each running emulation of a failed test as a run (the run lifecycle's record, this
+    process its runner), keep the records' health true, and wait for `meshsim down` (SIGTERM) or Ctrl-C. Returns
+    the registrations, to close once the emulations are down; asks the session to stop."""
+    import asyncio
+    import contextlib
+    import signal
+
+    from meshsim.run.keeper import Registration
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    registrations: list[Any] = []
+    keepers: list[asyncio.Task[None]] = []
+    handled: list[signal.Signals] = []
+    try:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            for emu in live:
+                registration = Registration(emu.files, emu.scenario)
+                registration.claim()
+                registrations.append(registration)
+                harness = emu._harness
+
+                def running_fabric(_cluster: Any, fabric: Any = harness.fabric) -> Any:
+                    return fabric  # the record takes the run id, token, addresses and workers from it
+
+                registration.factory(running_fabric)(harness.cluster)
+                keepers.append(asyncio.create_task(registration.keeper(harness, emu._result)))
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            names = ", ".join(r.record.name for r in registrations)
+            print(f"\nmeshsim: {request.node.nodeid} failed; --meshsim-keep keeps its cluster(s) up as run(s) {names} "
+                  f"(meshsim inspect {registrations[0].record.name}). `meshsim down RUN` or Ctrl-C brings them down "
+                  "and ends this session.", flush=True)
+            await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        for task in keepers:
+            task.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        request.session.shouldfail = "meshsim: the clusters kept up by --meshsim-keep were brought down"
+    return registrations

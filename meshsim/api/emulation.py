@@ -233,6 +233,22 @@ class Emulation(TimelineActions):
         return dict(self._result.cold)
 
     @property
+    def is_running(self) -> bool:
+        """Started and not closed yet."""
+        return self._state == "running"
+
+    @property
+    def scenario(self) -> str:
+        """The scenario's name (its Scenario document's metadata.name)."""
+        return str(self._live().cluster.scenario.name)
+
+    @property
+    def files(self) -> list[str]:
+        """The files the scenario was read from (`text=` is one of them while the emulation runs)."""
+        self._live()
+        return [str(f) for f in self._files] + ([str(self._text_dir / "scenario.yaml")] if self._text_dir else [])
+
+    @property
     def mode(self) -> str:
         """Where the nodes run: `local` (isolation loopback) or `netns`."""
         return str(self._live().fabric.mode)

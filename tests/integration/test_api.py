@@ -288,3 +288,70 @@ async def test_a_bird_node_in_netns_through_the_api(tmp_path):
             assert stopped.converged and stopped.sessions_lost == 4  # node2's 2 sessions, counted at both ends
             assert (await emu.start_node("node2")).converged
     assert_gone(made)
+
+
+KEEP_TEST = '''
+import pytest
+
+CLUSTER = {cluster!r}
+
+
+@pytest.mark.asyncio
+async def test_passes(meshsim_cluster):
+    emu = await meshsim_cluster(text=CLUSTER)
+    assert await emu.routes("node1") == emu.expected_routes("node1")
+
+
+@pytest.mark.asyncio
+async def test_fails(meshsim_cluster):
+    emu = await meshsim_cluster(text=CLUSTER)
+    assert await emu.routes("node1") == []
+
+
+def test_not_reached():
+    pass
+'''
+
+
+def test_keep_leaves_a_failing_tests_cluster_up_as_a_run_until_meshsim_down(tmp_path):
+    (tmp_path / "test_user.py").write_text(KEEP_TEST.format(cluster=small("keep", "192.168.44.0/24")))
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(xdg), "PYTHONPATH": str(ROOT)}
+    env.pop("MESHSIM_RUNTIME_DIR", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "meshsim", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    session = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                                "asyncio_default_fixture_loop_scope=function", "test_user.py", "--meshsim-keep"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            listed = cli("inspect", "-o", "json")
+            runs = json.loads(listed.stdout)["runs"] if listed.returncode == 0 else []
+            if runs and runs[0]["state"] == "up" and runs[0]["health"]:
+                break
+            assert session.poll() is None and time.monotonic() < deadline, (listed.stdout, listed.stderr)
+            time.sleep(0.5)
+        (run,) = runs
+        assert run["name"] == "keep" and run["runner"]["pid"] == session.pid and run["health"]["converged"]
+        status = cli("status", "--run", "keep", "--node", "node1")
+        assert status.returncode == 0 and "| node-to-node mesh | up" in status.stdout, status.stderr
+        live = cli("routes", "--live", "--run", "keep", "--node", "node2")
+        assert live.returncode == 0 and "proto bird" in live.stdout, live.stderr
+        workers = [w["pid"] for w in run["workers"]]
+        assert workers and all(alive(p) for p in workers)
+        down = cli("down", "keep")
+        assert down.returncode == 0, down.stdout + down.stderr
+        out, _ = session.communicate(timeout=120)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.communicate()
+    assert session.returncode == 1 and "1 failed, 1 passed" in out, out[-3000:]
+    assert "--meshsim-keep keeps its cluster(s) up as run(s) keep" in out
+    assert "meshsim emulation 0: node tables, status and logs" in out  # the failure report all the same
+    assert not [p for p in workers if alive(p)] and not list((xdg / "meshsim").glob("*.json"))

@@ -66,3 +66,18 @@ def write_yaml(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _logs_follow_a_live_stream():
+    """A test that runs the CLI under capsys leaves structlog writing to that test's capture, closed after it;
+    every later log call would raise ValueError (and kill the asyncio task that logged). Point it back at the
+    live stderr when that happened."""
+    yield
+    import structlog
+
+    stream = getattr(structlog.get_config()["logger_factory"], "_file", None)
+    if getattr(stream, "closed", False):
+        from meshsim.logs import configure
+
+        configure()

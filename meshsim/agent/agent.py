@@ -166,6 +166,7 @@ class NodeAgent:
     async def handle_http(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         match method, path:
             case "GET", "/status":
+                await self.engine.refresh()
                 return 200, self.status()
             case "GET", "/routes":
                 fmt = query.get("format")
@@ -192,6 +193,7 @@ class NodeAgent:
                                          "nodes show their bird.cfg, bird_aggr.cfg and bird_ipam.cfg here)")
                 return 200, rendered()
             case "GET", "/counters":
+                await self.engine.refresh()
                 return 200, self.counters()
             case "GET", "/state":
                 after = bodies.query_int(query, "after", -1)

@@ -127,8 +127,9 @@ def summary(result: RunResult) -> str:
         lines.append(f"  all sessions Established after {c['time_to_established_s']:.2f} s")
     if c.get("time_to_converged_s") is not None:
         p = c["per_node_s"]
-        lines.append(f"  converged after {c['time_to_converged_s']:.2f} s "
-                     f"(per node min {p['min']:.2f} / p50 {p['p50']:.2f} / max {p['max']:.2f} s)")
+        per_node = (f" (per node min {p['min']:.2f} / p50 {p['p50']:.2f} / max {p['max']:.2f} s)"
+                    if p.get("min") is not None else "")  # no node ran (the start failed): no spread
+        lines.append(f"  converged after {c['time_to_converged_s']:.2f} s{per_node}")
     elif c:
         lines.append(f"  NOT converged: {c.get('nodes_differing', 0)} nodes differ from their expected table")
         for name, d in list(c.get("not_converged", {}).items())[:5]:

@@ -10,6 +10,7 @@ Implementations: `fabric.local.WorkerFabric` (processes on this machine), `fabri
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,10 @@ from meshsim.agent.config import LocalState, NodeConfig
 from meshsim.agent.http import request
 from meshsim.errors import RunError
 from meshsim.model.cluster import Cluster
+
+# A POST is answered from the node's worker event loop, which a busy machine slows down: this bounds a hung node,
+# it is no deadline for a slow one (a worker that dies is reported through its pipe, at once).
+POST_TIMEOUT = 60.0
 
 
 class SnapshotSink(Protocol):
@@ -66,7 +71,7 @@ class Fabric(Protocol):
 
     async def get(self, name: str, path: str, timeout: float = 10.0) -> Any: ...
 
-    async def post(self, name: str, path: str, body: Any = None, timeout: float = 10.0) -> Any: ...
+    async def post(self, name: str, path: str, body: Any = None, timeout: float = POST_TIMEOUT) -> Any: ...
 
     def tail(self, name: str, lines: int = 5) -> str: ...
 
@@ -127,10 +132,15 @@ class FabricBase:
             raise RunError(f"GET {path} answered {status}: {payload}", node=name)
         return payload
 
-    async def post(self, name: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    async def post(self, name: str, path: str, body: Any = None, timeout: float = POST_TIMEOUT) -> Any:
         host, port = self.http_address(name)
-        status, payload = await request(host, port, "POST", path, body if body is not None else {},
-                                        token=self.token, timeout=timeout)
+        try:
+            status, payload = await request(host, port, "POST", path, body if body is not None else {},
+                                            token=self.token, timeout=timeout)
+        except asyncio.TimeoutError:
+            raise RunError(f"POST {path}: no answer within {timeout:.0f} s", node=name) from None
+        except (OSError, ConnectionError) as exc:
+            raise RunError(f"POST {path} failed: {exc}", node=name) from None
         if status != 200:
             raise RunError(f"POST {path} answered {status}: {payload}", node=name)
         return payload

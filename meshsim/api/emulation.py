@@ -41,6 +41,9 @@ class Emulation(TimelineActions):
     `running`, `expected_routes`, `routes`, `status`, `rib`, `peer_endpoint`, `report`. Acting: the timeline's
     events as methods, each returning when the event converges as the timeline defines it, with its
     `EventRecord`. Not safe to drive from several tasks at once: actions are serialised.
+
+    Over 250 lines because it is the whole public surface in one documented class (the actions live apart,
+    in `TimelineActions`); every method is a thin call into the harness, the oracle or the runner.
     """
 
     def __init__(self, files: list[str | Path], *, text: str | None = None, workers: int | None = None,

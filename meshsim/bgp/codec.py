@@ -9,6 +9,9 @@ Owns:
     received is malformed (RFC 4271 §6). Nothing else escapes `frame` or `decode`.
   * ExaBGP's process-wide state: this is the only meshsim module that imports exabgp.
 
+Longer than ~400 lines on purpose: the purity rule lets only this module import exabgp, so every
+message type's decode, encode and checks live here together.
+
 Pure computation: no sockets, no asyncio, no clock. Results are memoised (decoded UPDATEs,
 decoded and encoded attribute blocks) because they are pure functions of their inputs and a
 route reflector hands identical bytes to hundreds of clients living in one process.

@@ -6,6 +6,9 @@ Owns `Session`, its `SessionConfig`, the events it takes (`Start`, `Stop`, `Rese
 clock (`now` comes with every call), randomness from the `random.Random` it is given. The asyncio
 adapter (meshsim/engines/native/transport.py) performs the actions and reports TCP events back.
 
+Longer than ~400 lines on purpose: the state machine is one class (see `Session`) whose states share
+the two connections' bookkeeping; the events, actions and timers it needs sit beside it.
+
 Theory of operation (BIRD proto/bgp/bgp.c, whose structure this follows):
 - A session is a *protocol* (state down | start | up, `proto_state`) holding an *outgoing* and an
   *incoming* connection, each with the RFC 4271 §8 states Idle, Connect, Active, OpenSent, OpenConfirm,

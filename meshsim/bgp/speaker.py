@@ -8,6 +8,7 @@ ADD-PATH (RFC 7911) as BIRD's `add paths on`: paths are kept per (neighbour, rec
 whose session negotiated ADD-PATH send gets every path of a prefix the export rules allow, each with
 its route-source id (meshsim.bgp.sources), others get the best path only.
 Policy comes from `meshsim.bgp.policy`, best path from `meshsim.bgp.rib`.
+About 470 lines: the `Speaker` class is long for the reason its docstring gives.
 Pure and synchronous: no asyncio, no exabgp, no sockets, no clock (`now` is passed in).
 The router (meshsim.bgp.router) turns Announce/Withdraw into UPDATE messages.
 """

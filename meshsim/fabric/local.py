@@ -94,7 +94,12 @@ class WorkerProc:
 
 
 class WorkerFabric(FabricBase):
-    """Processes on this machine (see the module docstring). `mode` is "local"."""
+    """Processes on this machine (see the module docstring). `mode` is "local".
+
+    Over 250 lines because it is the whole life of the worker processes: spawning them with the nodes spread
+    over them, the pipe protocol (commands out, state pushes in), a worker's death reported with its nodes, the
+    per-node faults (freeze, SIGKILL-like reset, stop, start) and the synchronous last-resort kill.
+    """
 
     mode = "local"
 

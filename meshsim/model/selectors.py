@@ -5,7 +5,8 @@ all(), has(k), k == 'v', k != 'v', k in {..}, k not in {..}, !, &&, || and paren
 (precedence ! > && > ||); an empty selector means all(). A small hand-written tokenizer and a
 recursive-descent parser build a frozen tree whose str() is a canonical rendering that parses
 back to an equal tree. Errors are `meshsim.errors.SelectorError` with a 0-based position and
-a message naming what was expected. Pure: stdlib only, no asyncio, no clock.
+a message naming what was expected. Pure: stdlib only, no asyncio, no clock. About 450 lines: the tokenizer,
+the parser and the tree belong together (one grammar).
 """
 
 from __future__ import annotations

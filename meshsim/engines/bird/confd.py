@@ -1,5 +1,6 @@
 """BIRD as calico-node runs it: confd's three config files for one node (and, re-exported for its callers,
-BIRD's own output read back: meshsim.engines.bird.readback).
+BIRD's own output read back: meshsim.engines.bird.readback). Longer than ~400 lines because it follows the three
+templates section by section, and the two dialects share every section.
 
 Owns
 - `render(inp, dialect)` of a `BirdInput` (meshsim.engines.bird.inputs: what confd reads from the datastore for

@@ -338,6 +338,9 @@ class BirdEngine:
         return self.history.apply({dst: None if deleted else route}, stamp) > 0
 
     async def refresh_table(self) -> bool:
+        # `ip monitor route` lines applied while this read is in flight are newer than its snapshot: keep them
+        # (a snapshot taken mid-convergence would otherwise remove routes until the next re-read, 5 s later)
+        read_since = time.time()
         rc, text = await aip("route", "show", ns=self.netns)
         if rc != 0:
             return False
@@ -347,7 +350,7 @@ class BirdEngine:
             if dst is not None:
                 lines[dst] = line  # (an ECMP route's `nexthop` lines stay in table_raw only)
         self.table_raw = text
-        return self.history.replace_all(lines, time.time()) > 0
+        return self.history.replace_all(lines, time.time(), read_since=read_since) > 0
 
     async def refresh_protocols(self) -> bool:
         if self.proc is None or self.proc.returncode is not None or self.frozen:

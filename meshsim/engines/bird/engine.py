@@ -87,6 +87,7 @@ class BirdEngine:
         self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
         self._last_state: dict[str, str] = {}
         self._dirty_proto = asyncio.Event()
+        self._reread = False  # the route monitor lost events: re-read the table at the next refresh
         self._stat_last: dict[tuple[str, str, str], int] = {}
         self._stat_base: dict[tuple[str, str, str], int] = {}
         self._tasks: list[asyncio.Task] = []
@@ -302,8 +303,9 @@ class BirdEngine:
         figure); a full re-read (`refresh_table`) now and then keeps it honest."""
         while True:
             proc = await procs.spawn([IP, "-ts", "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
-                                     stderr=asyncio.subprocess.DEVNULL)
-            assert proc.stdout is not None
+                                     stderr=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None and proc.stderr is not None
+            lost = asyncio.create_task(self._monitor_errors(proc.stderr), name="bird-monitor-errors")
             try:
                 await self.refresh_table()
                 self.on_change()
@@ -314,8 +316,18 @@ class BirdEngine:
                     if self._monitor_line(raw.decode(errors="replace").rstrip("\n")):
                         self.on_change()
             finally:
+                lost.cancel()
                 await procs.stop(proc, grace=1)
             await asyncio.sleep(0.5)
+
+    async def _monitor_errors(self, stderr: asyncio.StreamReader) -> None:
+        """`ip monitor` says "netlink receive error No buffer space available (105)" when the kernel dropped
+        events it could not queue (a busy machine, a burst of routes): re-read the table at once rather than
+        at the next periodic re-read."""
+        while raw := await stderr.readline():
+            self.log.info("route_monitor_lost_events", error=raw.decode(errors="replace").strip())
+            self._reread = True
+            self._dirty_proto.set()
 
     def _monitor_line(self, line: str) -> bool:
         """One `ip -ts monitor route` line: `[ISO time] [Deleted ]ROUTE` as `ip route` prints ROUTE."""
@@ -382,7 +394,8 @@ class BirdEngine:
             self._dirty_proto.clear()
             changed = False
             try:
-                if time.monotonic() - periodic >= 5.0:
+                if self._reread or time.monotonic() - periodic >= 5.0:
+                    self._reread = False
                     periodic = time.monotonic()
                     changed |= await self.refresh_table()
                 changed |= await self.refresh_protocols()

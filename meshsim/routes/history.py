@@ -70,10 +70,18 @@ class RouteHistory:
             self.last_change = now
         return n
 
-    def replace_all(self, lines: Mapping[str, str], now: float) -> int:
-        """Make the table exactly `lines` (a full re-read, e.g. `ip route` of a BIRD node)."""
+    def replace_all(self, lines: Mapping[str, str], now: float, read_since: float | None = None) -> int:
+        """Make the table exactly `lines` (a full re-read, e.g. `ip route` of a BIRD node).
+
+        `read_since`: when the re-read began. A destination changed at or after that moment (by an event
+        stream such as `ip monitor route`, applied while the re-read was in flight) is left as it is: the
+        snapshot may predate that change, and would otherwise undo it until the next re-read."""
         changes: dict[str, str | None] = {dst: None for dst in self.lines if dst not in lines}
         changes.update(lines)
+        if read_since is not None:
+            changes = {dst: line for dst, line in changes.items()
+                       if max(self.changed_at.get(dst, float("-inf")),
+                              self.removed_at.get(dst, float("-inf"))) < read_since}
         return self.apply(changes, now)
 
     def since(self, t: float) -> list[tuple[float, str, str, str]]:

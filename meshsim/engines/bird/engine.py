@@ -87,6 +87,7 @@ class BirdEngine:
         self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
         self._last_state: dict[str, str] = {}
         self._dirty_proto = asyncio.Event()
+        self._reread = False  # the route monitor lost events: re-read the table at the next refresh
         self._stat_last: dict[tuple[str, str, str], int] = {}
         self._stat_base: dict[tuple[str, str, str], int] = {}
         self._tasks: list[asyncio.Task] = []
@@ -302,8 +303,9 @@ class BirdEngine:
         figure); a full re-read (`refresh_table`) now and then keeps it honest."""
         while True:
             proc = await procs.spawn([IP, "-ts", "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
-                                     stderr=asyncio.subprocess.DEVNULL)
-            assert proc.stdout is not None
+                                     stderr=asyncio.subprocess.PIPE)
+            assert proc.stdout is not None and proc.stderr is not None
+            lost = asyncio.create_task(self._monitor_errors(proc.stderr), name="bird-monitor-errors")
             try:
                 await self.refresh_table()
                 self.on_change()
@@ -314,8 +316,18 @@ class BirdEngine:
                     if self._monitor_line(raw.decode(errors="replace").rstrip("\n")):
                         self.on_change()
             finally:
+                lost.cancel()
                 await procs.stop(proc, grace=1)
             await asyncio.sleep(0.5)
+
+    async def _monitor_errors(self, stderr: asyncio.StreamReader) -> None:
+        """`ip monitor` says "netlink receive error No buffer space available (105)" when the kernel dropped
+        events it could not queue (a busy machine, a burst of routes): re-read the table at once rather than
+        at the next periodic re-read."""
+        while raw := await stderr.readline():
+            self.log.info("route_monitor_lost_events", error=raw.decode(errors="replace").strip())
+            self._reread = True
+            self._dirty_proto.set()
 
     def _monitor_line(self, line: str) -> bool:
         """One `ip -ts monitor route` line: `[ISO time] [Deleted ]ROUTE` as `ip route` prints ROUTE."""
@@ -338,6 +350,9 @@ class BirdEngine:
         return self.history.apply({dst: None if deleted else route}, stamp) > 0
 
     async def refresh_table(self) -> bool:
+        # `ip monitor route` lines applied while this read is in flight are newer than its snapshot: keep them
+        # (a snapshot taken mid-convergence would otherwise remove routes until the next re-read, 5 s later)
+        read_since = time.time()
         rc, text = await aip("route", "show", ns=self.netns)
         if rc != 0:
             return False
@@ -347,7 +362,7 @@ class BirdEngine:
             if dst is not None:
                 lines[dst] = line  # (an ECMP route's `nexthop` lines stay in table_raw only)
         self.table_raw = text
-        return self.history.replace_all(lines, time.time()) > 0
+        return self.history.replace_all(lines, time.time(), read_since=read_since) > 0
 
     async def refresh_protocols(self) -> bool:
         if self.proc is None or self.proc.returncode is not None or self.frozen:
@@ -379,7 +394,8 @@ class BirdEngine:
             self._dirty_proto.clear()
             changed = False
             try:
-                if time.monotonic() - periodic >= 5.0:
+                if self._reread or time.monotonic() - periodic >= 5.0:
+                    self._reread = False
                     periodic = time.monotonic()
                     changed |= await self.refresh_table()
                 changed |= await self.refresh_protocols()

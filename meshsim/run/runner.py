@@ -237,6 +237,7 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
         except MeshsimError as exc:
             done()
             result.error = str(exc)
+            result.converged = False  # the run stopped part-way: what it did not play did not converge
         finally:
             await _measure_last(h, result)
             result.processes = h.fabric.describe()

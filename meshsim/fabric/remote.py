@@ -259,6 +259,15 @@ class RemoteFabric(FabricBase):
                            "service in the file: generate one for a scenario that declares it)", node=new[0])
         return await super().push_configs()
 
+    async def shut_down_elsewhere(self) -> None:
+        """`meshsim down` on the host shut every node down (POST /shutdown; the controller learns it from its
+        record's removal, meshsim/run/keeper.py): stop following them and take them out of `running()`, so the
+        report's final views do not wait on addresses that no longer answer (15 s per request each)."""
+        for name, state in self.state.items():
+            if state in ("running", "frozen"):
+                await self.watch.stop(name)
+                self.state[name] = "shut down"
+
     async def close(self) -> None:
         """Stop following; a node still paused is resumed; the containers keep running. Idempotent."""
         if self.closed:

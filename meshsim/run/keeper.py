@@ -159,11 +159,17 @@ class Registration:
     def write(self) -> None:
         if not self.claimed or self.brought_down:
             return
-        if self.record.runner is None and self.written_id is not None and not self.still_ours():
-            self.brought_down = True  # `meshsim down` removed it: never write it back
-            self.log.info("record_removed", run=self.record.name, by="someone else (meshsim down)")
-            return
-        records.write(self.record, self.directory, self.owner)
+        if self.record.runner is None and self.written_id is not None:
+            # check and rewrite under the directory's lock, which `meshsim down` takes to remove the record
+            # (records.locked): otherwise a removal between the check and the rename would be undone
+            with records.locked(self.directory or records.runtime_dir()):
+                if not self.still_ours():
+                    self.brought_down = True  # `meshsim down` removed it: never write it back
+                    self.log.info("record_removed", run=self.record.name, by="someone else (meshsim down)")
+                    return
+                records.write(self.record, self.directory, self.owner)
+        else:
+            records.write(self.record, self.directory, self.owner)
         self.written_id = self.record.run_id
         self._last_write = time.monotonic()
 
@@ -292,6 +298,9 @@ class Registration:
                 if self.brought_down:  # as a local run's `meshsim down` (SIGTERM) ends it: interrupted
                     self.log.info("run_brought_down", run=self.record.name)
                     result.interrupted = True
+                    gone = getattr(h.fabric, "shut_down_elsewhere", None)  # compose: its nodes were shut down
+                    if gone is not None:
+                        await gone()
                     return
                 if runnerless and h.observer.dead and set(h.running()) <= set(h.observer.dead):
                     result.converged = False

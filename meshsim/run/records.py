@@ -16,6 +16,8 @@ each holds its run's API token (issue 12: only the run's user may POST to its no
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -23,7 +25,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from meshsim.errors import MeshsimError, NotFoundError, RunError
 
@@ -352,20 +354,40 @@ def broken_records(directory: Path | None = None) -> list[str]:
     return sorted(p.name[:-len(SUFFIX)] for p in directory.glob(f"*{SUFFIX}") if p.name[:-len(SUFFIX)] not in good)
 
 
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the runtime directory itself. A runner-less record's writer (the compose controller,
+    in its container: the directory is bind-mounted, the same inode, so the lock is shared across the container's
+    boundary) checks that its record is still there and rewrites it under this lock, and `remove` unlinks under it:
+    a record `meshsim down` removed is never written back by a write that checked just before the removal. A
+    directory that cannot be opened is not locked (the write or unlink that follows says what is wrong)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def remove(name: str, *, run_id: str | None = None, directory: Path | None = None) -> bool:
     """Remove a run's record (and its runner log); with `run_id`, only if the record is still that run's."""
     directory = directory or runtime_dir(create=False)
     path = record_path(name, directory)
-    if run_id is not None:
-        current = _peek(path)
-        if current is not None and current.run_id and current.run_id != run_id:
-            return False
-    gone = False
-    try:
-        path.unlink()
-        gone = True
-    except FileNotFoundError:
-        pass
+    with locked(directory):
+        if run_id is not None:
+            current = _peek(path)
+            if current is not None and current.run_id and current.run_id != run_id:
+                return False
+        gone = False
+        try:
+            path.unlink()
+            gone = True
+        except FileNotFoundError:
+            pass
     return gone
 
 

@@ -437,3 +437,25 @@ def test_a_compose_record_never_asks_an_address_off_the_attached_networks(rundir
     rc, out, _ = cli(capsys, "down", "gone")
     assert rc == 0 and out.startswith("run gone (id cccccccccccc, compose): 0 of 1 nodes shut down")
     assert not (rundir / "gone.json").exists()
+
+
+def test_a_record_meshsim_down_removes_is_never_written_back_by_a_write_under_way(rundir: Path) -> None:
+    """The compose controller checks that its record is still there and rewrites it under the directory's lock,
+    which `meshsim down` takes to unlink it: a removal that comes while a write is under way waits for it, and the
+    next write sees the record gone (a removal between the check and the rename would otherwise be undone, and the
+    controller would never learn it was brought down)."""
+    from meshsim.run.keeper import Registration
+
+    reg = Registration(["/work/scenarios/lab.yaml"], "lab", local_runner=False)
+    reg.record.run_id, reg.record.mode = "cccccccccccc", "compose"
+    reg.claim()
+    reg.write()
+    removal = threading.Thread(target=records.remove, args=("lab",))
+    with records.locked(records.runtime_dir()):  # a write under way
+        removal.start()
+        removal.join(0.3)
+        assert removal.is_alive() and (rundir / "lab.json").exists()  # down waits for it
+    removal.join(5)
+    assert not removal.is_alive() and not (rundir / "lab.json").exists()
+    reg.write()
+    assert reg.brought_down and not (rundir / "lab.json").exists()

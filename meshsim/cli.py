@@ -317,7 +317,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
-    from meshsim.fabric.remote import main as controller_main
+    from meshsim.fabric.controller import main as controller_main
 
     return controller_main(args)
 
@@ -524,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="SCENARIO")
     p.add_argument("--out", default="/reports", help="report folder (default /reports)")
     p.add_argument("--timeout", type=float, default=180.0)
+    p.add_argument("--keep-running", action="store_true",
+                   help="stay up after the verdict, keeping the run's record true, until SIGTERM (`docker compose "
+                        "down`) or `meshsim down RUN` on the host (also: MESHSIM_KEEP_RUNNING=yes)")
     p.set_defaults(func=cmd_controller)
 
     p = sub.add_parser("node", help="run one node process (started by `meshsim run`, or one per container)")

@@ -2,7 +2,9 @@
 
 Owns `main(args)`: the node's config comes from a file the runner wrote, or is computed from the
 scenario exactly as the runner would (`--scenario FILE... --name NODE`); the per-run token comes from
-`MESHSIM_TOKEN` (compose passes it through an env file only the user can read), so every POST needs it.
+`MESHSIM_TOKEN` (compose passes it through an env file only the user can read), so every POST needs it, and
+the run id it answers with (GET /status, /routes, /rib; POST /shutdown checks it) from `MESHSIM_RUN_ID` (the
+same file), so the compose controller and `meshsim status` on the host know it is their run's node.
 The node runs until SIGTERM/SIGINT or POST /shutdown.
 """
 
@@ -62,7 +64,9 @@ async def _amain(config: NodeConfig, hold_bgp: bool, token: str | None) -> int:
     return 0
 
 
-def main(args: Any) -> int:
+def config_of(args: Any) -> NodeConfig:
+    """The node's config: from --config, or from the scenario, with --dataplane and the compose run's id
+    (MESHSIM_RUN_ID) applied."""
     if args.config:
         config = NodeConfig.load(args.config)
     else:
@@ -75,10 +79,22 @@ def main(args: Any) -> int:
             raise RunError("--dataplane kernel with --loopback would program this machine's own routing table: "
                            "use it where the node has a network of its own (a container, a namespace)")
         config = replace(config, dataplane=args.dataplane)
+    run_id = os.environ.get("MESHSIM_RUN_ID", "").strip()
+    if run_id and not config.run_id:  # a runner's --config file names its own run
+        config = replace(config, run_id=run_id)
+    return config
+
+
+def main(args: Any) -> int:
+    config = config_of(args)
     token = os.environ.get("MESHSIM_TOKEN", "").strip() or None
     configure(config.log_level, json=True)
     if token is None:
         get_logger(node=config.name).warning(
             "node_without_token", detail="MESHSIM_TOKEN is not set: this node answers GETs but refuses every POST "
                                          "(/local, /config, /start, ...), so no controller can drive it")
+    if not config.run_id:
+        get_logger(node=config.name).warning(
+            "node_without_run_id", detail="MESHSIM_RUN_ID is not set: this node answers with no run id, so a compose "
+                                          "controller (and meshsim status on the host) take it for another run's")
     return run_loop(_amain(config, bool(getattr(args, "hold_bgp", False)), token))

@@ -12,12 +12,18 @@ file can be tested to be current), and `main(args)`. What the file holds:
   from 9 nodes on: N/4 s, so the checks cost the same small share of the CPU at any N);
   nodes start with `--hold-bgp` and the controller starts them all, so the cold start is measured as
   `meshsim run` measures it;
-- a one-shot `controller` service (`meshsim controller`) that waits for healthy nodes, runs the scenario,
-  writes the report into ./reports (or $MESHSIM_REPORTS) and exits 0 only when every table converged;
+- a one-shot `controller` service (`meshsim controller`, meshsim/fabric/controller.py) that waits for healthy
+  nodes, runs the scenario, writes the report into ./reports (or $MESHSIM_REPORTS) and exits 0 only when every
+  table converged (with MESHSIM_KEEP_RUNNING=yes it stays up after the verdict, watching); it registers the
+  run in the host's run state directory, mounted (`${XDG_RUNTIME_DIR:-/run}/meshsim`, where meshsim on the
+  host looks: meshsim/run/records.py), so `meshsim inspect`, `status`, `show` and `down` on the host find it;
 - `env_file: <name>.env` in every service (nodes and controller): the run's API token, `MESHSIM_TOKEN=...`,
-  which every POST to a node must carry (meshsim/agent/http.py). `main` writes that file next to the compose
-  file, with a fresh token, mode 0600 (only the user reads it; it never enters the image: .dockerignore),
-  and never into the compose file itself, which stays deterministic and can be committed;
+  which every POST to a node must carry (meshsim/agent/http.py), the run's id, `MESHSIM_RUN_ID=...`, which
+  every node answers with, and the compose file's folder on the host, `MESHSIM_HOST_DIR=...` (the record names
+  the scenario files by their host paths). `main` writes that file next to the compose file, with a fresh token
+  and run id, mode 0600 (only the user reads it; it never enters the image: .dockerignore), and never into
+  the compose file itself, which stays deterministic and can be committed; it also makes the user's run state
+  directory, so that Docker does not make it (as root) for the mount;
 - every service has the same `build:` and `image:`, so no compose version tries to pull: the build context is
   this checkout, or (`--wheelhouse DIR`, or meshsim installed from a wheel) a folder with the packaged
   meshsim/docker/Dockerfile, which installs meshsim from DIR's wheels or from the package index.
@@ -25,7 +31,8 @@ No `version:` key (the Compose Specification; compose v2 warns about it); tests/
 checks the files against the compose-spec JSON schema. Compose v1 (`docker-compose` >= 1.27) and v2
 (`docker compose`) both read it. Environment variables the
 file reads: MESHSIM_SCENARIO (another scenario with the same nodes, relative to the compose file's
-folder), MESHSIM_DATAPLANE (sim|kernel), MESHSIM_TIMEOUT, MESHSIM_REPORTS, MESHSIM_IMAGE, BASE_IMAGE.
+folder), MESHSIM_DATAPLANE (sim|kernel), MESHSIM_TIMEOUT, MESHSIM_REPORTS, MESHSIM_KEEP_RUNNING (yes|no),
+MESHSIM_IMAGE, BASE_IMAGE, XDG_RUNTIME_DIR.
 Nodes with `implementation: bird` are a clear error (a node container runs meshsim's own engine).
 Pure apart from reading the scenario and writing the output files.
 """
@@ -33,7 +40,9 @@ Pure apart from reading the scenario and writing the output files.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
+import sys
 import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -47,6 +56,8 @@ from meshsim.model.resources import load_scenario
 
 HTTP_PORT = 9179
 WORKDIR = "/work"  # scenario folders are mounted under it; the containers' working directory
+HOST_RUNTIME_DIR = "${XDG_RUNTIME_DIR:-/run}/meshsim"  # the host's run state directory, as compose expands it
+CONTROLLER_RUNTIME_DIR = "/run/meshsim-host"  # ... mounted here in the controller
 DEFAULT_IMAGE = "meshsim:local"
 
 
@@ -157,22 +168,27 @@ def env_file_for(output: str | Path) -> Path:
 
 ENV_HEADER = ("# The API token of this compose project's nodes and controller: every POST to a node needs\n"
               "#   Authorization: Bearer $MESHSIM_TOKEN   (and Content-Type: application/json)\n"
-              "# Written by `meshsim compose` (a fresh token each time), mode 0600. A secret: keep it out of version\n"
-              "# control and images. Regenerate it, then `up` again: compose recreates the containers with it.\n")
+              "# and the run id every node answers with (meshsim inspect/status on the host check it), and\n"
+              "# where the compose file's folder is on the host (the run's record names the scenario by it).\n"
+              "# Written by `meshsim compose` (a fresh token and run id each time), mode 0600. A secret: keep it out\n"
+              "# of version control and images. Regenerate it, then `up` again: compose recreates the containers.\n")
 
 
-def write_env_file(path: str | Path, token: str | None = None) -> Path:
-    """Write `MESHSIM_TOKEN=<token>` (a fresh one by default) to `path`, mode 0600 from the first byte on
-    (a temp file in the same folder, renamed over it; an existing file's looser mode does not survive)."""
+def write_env_file(path: str | Path, token: str | None = None, run_id: str | None = None) -> Path:
+    """Write `MESHSIM_TOKEN=<token>`, `MESHSIM_RUN_ID=<run id>` (fresh ones by default) and `MESHSIM_HOST_DIR=`
+    the file's folder to `path`, mode 0600 from the first byte on (a temp file in the same folder, renamed over
+    it; an existing file's looser mode does not survive)."""
     from meshsim.agent.http import new_token
 
     path = Path(path)
     token = token or new_token()
+    run_id = run_id or secrets.token_hex(6)  # as a local run's (fabric/base.py)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "w") as f:
             os.fchmod(f.fileno(), 0o600)
-            f.write(ENV_HEADER + f"MESHSIM_TOKEN={token}\n")
+            f.write(ENV_HEADER + f"MESHSIM_TOKEN={token}\nMESHSIM_RUN_ID={run_id}\n"
+                    f"MESHSIM_HOST_DIR={os.path.abspath(path.parent)}\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -223,15 +239,19 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
         f"# Scenario {sc.name}: {len(sc.nodes)} nodes on {lay.subnet} (gateway {lay.gateway}), one container per",
         "# node (BGP on its declared address, HTTP status on :9179), and a one-shot controller that starts them,",
         "# waits until every route table is as expected, plays the timeline and writes the report to",
-        "# ./reports (exit code 0 = every table converged). Every service reads the run's API token from",
-        f"# {env_name} (MESHSIM_TOKEN, mode 0600, never committed): `meshsim compose` writes it next to this",
-        "# file with a fresh token (for the checkout's file: make compose-file). With a registry, on any machine:",
+        "# ./reports (exit code 0 = every table converged). Every service reads the run's API token and id from",
+        f"# {env_name} (MESHSIM_TOKEN, MESHSIM_RUN_ID; mode 0600, never committed): `meshsim compose` writes it",
+        "# next to this file, fresh each time (for the checkout's file: make compose-file). With a registry:",
         "#   docker compose up --build --exit-code-from controller        (or docker-compose, v1)",
         "# Offline: scripts/wheelhouse.sh, then",
         "#   BASE_IMAGE=meshsim-base:local docker-compose up --build --exit-code-from controller",
+        "# The controller registers the run in the host's ${XDG_RUNTIME_DIR:-/run}/meshsim: `meshsim inspect`,",
+        "# `meshsim status --node node1`, `meshsim down RUN` on the host find it. To keep it up and watched after",
+        "# the verdict: MESHSIM_KEEP_RUNNING=yes docker compose up -d",
         "# Environment: MESHSIM_SCENARIO (another scenario with these nodes, relative to this folder),",
         "# MESHSIM_DATAPLANE=kernel (also program the containers' routing tables), MESHSIM_TIMEOUT (s),",
-        "# MESHSIM_REPORTS (report folder), MESHSIM_IMAGE, BASE_IMAGE. Then: docker-compose down -v",
+        "# MESHSIM_REPORTS (report folder), MESHSIM_KEEP_RUNNING, MESHSIM_IMAGE, BASE_IMAGE.",
+        "# Then: docker compose down -v",
         "",
         "x-image: &image",
         "  build:",
@@ -285,12 +305,19 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
             f"        ipv4_address: {lay.nodes[name]}",
         ]
     fit = " ".join(f"{n}={a}" for n, a in lay.nodes.items())
+    host_mounts = " ".join(shlex.quote(f"{c}={h}") for h, c in mounts.items())
     lines += [
         "  controller:",
         "    <<: *image",
         f"    mac_address: {_q(mac_for(lay.controller))}",
         "    environment:",
         f"      MESHSIM_COMPOSE_NODES: {_q(fit)}",
+    ]
+    if host_mounts:
+        lines += [f"      MESHSIM_HOST_MOUNTS: {_q(host_mounts)}"]
+    lines += [
+        f"      MESHSIM_RUNTIME_DIR: {CONTROLLER_RUNTIME_DIR}",
+        '      MESHSIM_KEEP_RUNNING: "${MESHSIM_KEEP_RUNNING:-no}"',
         "    command: >-",
         f"      controller {scenario_arg} --out /reports --timeout ${{MESHSIM_TIMEOUT:-180}}",
         "    volumes:",
@@ -298,6 +325,7 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
     lines += [f"      - {_q(v)}" for v in volumes]
     lines += [
         '      - "${MESHSIM_REPORTS:-./reports}:/reports"',
+        f"      - {_q(HOST_RUNTIME_DIR + ':' + CONTROLLER_RUNTIME_DIR)}  # the host's run state directory (meshsim inspect)",
         "      # - /var/run/docker.sock:/var/run/docker.sock  # lets kill-node events pause/kill/start node containers",
         "    depends_on:",
     ]
@@ -329,6 +357,27 @@ def main(args: Any) -> int:
     except OSError as exc:
         raise ComposeError(f"cannot write {exc.filename or args.output}: {exc.strerror or exc}") from None
     cluster_nodes = text.count("    <<: *node\n")
-    print(f"wrote {args.output}: {cluster_nodes} node services + controller, and {env} (the run's API token, "
-          f"mode 0600); run it with `docker-compose -f {args.output} up --build --exit-code-from controller`")
+    print(f"wrote {args.output}: {cluster_nodes} node services + controller, and {env} (the run's API token and "
+          f"id, mode 0600); run it with `docker-compose -f {args.output} up --build --exit-code-from controller`")
+    note = prepare_runtime_dir()
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def prepare_runtime_dir() -> str | None:
+    """Make this user's run state directory now (0700, theirs), so that Docker, which makes a missing bind-mount
+    folder as root, finds it; a note when the compose file's mount (${XDG_RUNTIME_DIR:-/run}/meshsim) is not
+    where meshsim on this host looks (`meshsim inspect` would not see the compose run)."""
+    from meshsim.run.records import RecordError, runtime_dir
+
+    mount = Path(os.environ.get("XDG_RUNTIME_DIR") or "/run") / "meshsim"
+    try:
+        mine = runtime_dir()
+    except RecordError as exc:
+        return f"meshsim: warning: {exc}"
+    if mine != mount:
+        return (f"meshsim: note: the compose file mounts {mount} into the controller (its run record goes there), "
+                f"but meshsim on this host keeps records in {mine}: set XDG_RUNTIME_DIR (or MESHSIM_RUNTIME_DIR={mount} "
+                "for meshsim inspect/status/down) so that they agree")
+    return None

@@ -1,16 +1,16 @@
-"""`meshsim controller`: run a scenario against nodes that run elsewhere (one container per node).
+"""The compose controller's fabric: nodes that run elsewhere (one container per node).
 
 Owns `RemoteFabric`, the `Fabric` (meshsim/fabric/base.py) for nodes it did not spawn: `meshsim node`
 processes (meshsim/agent/standalone.py) reached over their HTTP API only, every POST carrying the run's
 token ($MESHSIM_TOKEN, from the 0600 env file `meshsim compose` writes next to the compose file, which
-every node reads too), their summaries followed by one long poll each (meshsim/fabric/watch.py); and
-`main(args)`, the compose controller: check that the scenario fits the compose file, then hand
-`meshsim.run.runner.main` this fabric, so the run is exactly `meshsim run`'s (cold start, timeline,
-report.json/report.md/routes/status, exit 0 only when every expected table was reached).
+every node reads too), their summaries followed by one long poll each (meshsim/fabric/watch.py). The
+controller itself (`meshsim controller`, which hands this fabric to `meshsim.run.runner.main`) is
+meshsim/fabric/controller.py.
 
 What a remote fabric can and cannot do to a node it did not spawn:
 - start (before the first node): wait until every node answers GET /status (up to `ready_timeout`), and
-  check each is the node the scenario says (name and address), else a RunError naming both.
+  check each is the node the scenario says (name and address) of this run (the run id, $MESHSIM_RUN_ID from
+  the same env file), else a RunError naming both.
 - start_node: the node runs with `--hold-bgp`; POST /config (the peerings this controller rendered) and
   /local (what IPAM says now), then POST /start, or with `hold_bgp` not yet: `release` POSTs /start to all
   of them at once, so the cold start is timed as `meshsim run` times it. A node whose BGP already runs (a
@@ -35,11 +35,9 @@ It only talks to addresses on a network this host is attached to (or loopback), 
 from __future__ import annotations
 
 import asyncio
-import os
-import struct
 import time
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from meshsim.errors import RunError
 from meshsim.fabric.base import FabricBase, SnapshotSink, config_body
 from meshsim.fabric.dockerapi import DOCKER_SOCKET, DockerSocket
 from meshsim.fabric.watch import Watchers
+from meshsim.host.attached import attached, connected_networks
 from meshsim.logs import get_logger
 from meshsim.model.cluster import Cluster
 from meshsim.model.names import file_stem
@@ -58,34 +57,11 @@ DEFAULT_HTTP_PORT = 9179
 
 # -- only directly attached networks ------------------------------------------------------------------
 
-def connected_networks(path: str = "/proc/net/route") -> list[IPv4Network]:
-    """Networks this host (container) reaches without a router: the routes with no gateway."""
-    nets = []
-    try:
-        lines = Path(path).read_text().splitlines()[1:]
-    except OSError:
-        return nets
-    for line in lines:
-        f = line.split()
-        if len(f) < 8:
-            continue
-        dest, gw, mask = (struct.pack("<I", int(x, 16)) for x in (f[1], f[2], f[7]))
-        if gw != b"\0\0\0\0" or mask == b"\0\0\0\0":
-            continue
-        prefix = bin(int.from_bytes(mask, "big")).count("1")
-        try:
-            nets.append(IPv4Network((IPv4Address(dest), prefix), strict=False))
-        except ValueError:
-            continue
-    return nets
-
-
 def check_reachable(addresses: dict[str, str], networks: list[IPv4Network] | None = None) -> None:
     """Every node address must be loopback or on an attached network: the controller never sends its
     requests through a router (outside the compose network there is no node of ours)."""
     nets = connected_networks() if networks is None else networks
-    far = [f"{n} ({a})" for n, a in addresses.items()
-           if not IPv4Address(a).is_loopback and not any(IPv4Address(a) in net for net in nets)]
+    far = [f"{n} ({a})" for n, a in addresses.items() if not attached(a, nets)]
     if far:
         raise RunError(f"node addresses not on a network this controller is attached to: {', '.join(far)}; "
                        "the controller runs inside the compose network (`docker-compose up`), "
@@ -103,12 +79,14 @@ class RemoteFabric(FabricBase):
     def __init__(self, cluster: Cluster, *, token: str | None = None, http_port: int = DEFAULT_HTTP_PORT,
                  bgp_port: int | None = None, loopback: bool = False, ready_timeout: float = 120.0,
                  docker: DockerSocket | None | bool = None, log_level: str = "info",
-                 watchers: Watchers | None = None) -> None:
+                 watchers: Watchers | None = None, run_id: str | None = None) -> None:
         """`token`: the run's API token, which the nodes were started with ($MESHSIM_TOKEN). `loopback=True`:
         the nodes run on this machine with `meshsim node --loopback` (tests); otherwise they bind their
         declared addresses (containers). `docker`: a DockerSocket for kill-node (None: use the mounted socket
-        if there is one; False: never)."""
-        super().__init__(cluster, token=token)
+        if there is one; False: never). `run_id`: the run id the nodes answer with ($MESHSIM_RUN_ID, from the
+        same env file); None: the nodes' run id is not checked (a fresh one is made, as for any fabric)."""
+        super().__init__(cluster, token=token, run_id=run_id)
+        self.check_run_id = run_id is not None
         self.http_port = http_port
         self.bgp_port = bgp_port or cluster.scenario.bgp.listen_port
         self.loopback = loopback
@@ -186,6 +164,11 @@ class RemoteFabric(FabricBase):
             raise RunError(f"the node answering at {self.http_address(name)[0]} is {status.get('name')} "
                            f"({status.get('address')}), expected {name} ({address}): do the compose file and "
                            "MESHSIM_SCENARIO name the same nodes?", node=name)
+        if self.check_run_id and status.get("run_id") != self.run_id:
+            raise RunError(f"the node answering at {self.http_address(name)[0]} belongs to run id "
+                           f"{status.get('run_id') or '(none)'}, this controller's is {self.run_id}: both read "
+                           "MESHSIM_RUN_ID from the env file `meshsim compose` wrote next to the compose file; "
+                           "regenerate it and `up` again (the containers are recreated with it)", node=name)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -276,6 +259,15 @@ class RemoteFabric(FabricBase):
                            "service in the file: generate one for a scenario that declares it)", node=new[0])
         return await super().push_configs()
 
+    async def shut_down_elsewhere(self) -> None:
+        """`meshsim down` on the host shut every node down (POST /shutdown; the controller learns it from its
+        record's removal, meshsim/run/keeper.py): stop following them and take them out of `running()`, so the
+        report's final views do not wait on addresses that no longer answer (15 s per request each)."""
+        for name, state in self.state.items():
+            if state in ("running", "frozen"):
+                await self.watch.stop(name)
+                self.state[name] = "shut down"
+
     async def close(self) -> None:
         """Stop following; a node still paused is resumed; the containers keep running. Idempotent."""
         if self.closed:
@@ -313,81 +305,3 @@ class RemoteFabric(FabricBase):
                 "docker_socket": self.docker.path if self.docker is not None else None,
                 "measured": "per node, as each node process reports it (one node per container): CPU as the thread "
                             "time of its callbacks, memory as its process's RSS"}
-
-
-# -- the controller ---------------------------------------------------------------------------------------
-
-def check_fit(cluster: Cluster, declared: str | None) -> None:
-    """MESHSIM_COMPOSE_NODES ("node1=192.168.0.81 ...", written by `meshsim compose`) against the scenario."""
-    if not declared:
-        return
-    services = dict(item.split("=", 1) for item in declared.split())
-    problems = []
-    for n in cluster.scenario.nodes:
-        if n.name not in services:
-            problems.append(f"{n.name} has no service")
-        elif services[n.name] != str(n.address):
-            problems.append(f"{n.name} is {n.address} in the scenario but {services[n.name]} in the file")
-    extra = sorted(set(services) - {n.name for n in cluster.scenario.nodes})
-    if extra:
-        problems.append(f"services without a Node in the scenario: {', '.join(extra)}")
-    if problems:
-        raise RunError(f"scenario {cluster.scenario.name} does not fit this compose file: {'; '.join(problems)}; "
-                       f"generate one for it: meshsim compose SCENARIO -o FILE")
-
-
-OUTPUTS = ("report.json", "report.md", "convergence.png", "per_node.png")
-
-
-def clear_previous(out: Path) -> None:
-    """A mounted report folder is reused across runs: remove what an earlier run wrote, nothing else."""
-    for name in OUTPUTS:
-        (out / name).unlink(missing_ok=True)
-    for sub, suffix in (("routes", ".ip"), ("status", ".txt"), ("logs", ".log")):
-        if (out / sub).is_dir():
-            for f in (out / sub).glob(f"*{suffix}"):
-                f.unlink(missing_ok=True)
-
-
-def give_back(out: Path) -> None:
-    """The controller runs as root: hand what it wrote to the owner of the (bind-mounted) folder."""
-    try:
-        st = out.stat()
-    except OSError:
-        return
-    if os.geteuid() != 0 or st.st_uid == 0:
-        return
-    for p in [out, *out.rglob("*")]:
-        try:
-            os.chown(p, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-
-
-def controller_token() -> str:
-    token = os.environ.get("MESHSIM_TOKEN", "").strip()
-    if not token:
-        raise RunError("MESHSIM_TOKEN is not set: the controller and the nodes read the run's API token from the env "
-                       "file `meshsim compose` writes next to the compose file (env_file: in every service); "
-                       "regenerate the compose file (`meshsim compose SCENARIO -o FILE`, or `make compose-file`)")
-    return token
-
-
-def main(args: Any) -> int:
-    """The compose controller: checks, then `meshsim.run.runner.main` with a RemoteFabric."""
-    from meshsim.run.runner import main as run_main
-
-    token = controller_token()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_previous(out)
-    log_level = getattr(args, "log_level", None) or "info"
-
-    def check(cluster: Cluster) -> None:
-        check_fit(cluster, os.environ.get("MESHSIM_COMPOSE_NODES"))
-        check_reachable({n.name: str(n.address) for n in cluster.scenario.nodes})
-
-    try:
-        return run_main(args, lambda cluster: RemoteFabric(cluster, token=token, log_level=log_level), mode_check=check)
-    finally:
-        give_back(out)

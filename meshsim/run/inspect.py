@@ -71,16 +71,19 @@ def run_text(rec: RunRecord, wide: bool = False) -> str:
     state = state_of(rec)
     now = time.time()
     h = rec.health if state in ("up", "stopping") else {}
+    runner = f"runner pid {rec.runner.pid}" if rec.runner else "no runner on this host (its controller runs in a container)"
     lines = [f"run {rec.name} (id {rec.run_id or '-'}): {rec.mode}, {state}, started {records.age(now - rec.started_at)} "
-             f"ago, runner pid {rec.runner.pid if rec.runner else '-'}; scenario {rec.scenario} "
-             f"({' '.join(rec.files)})"]
+             f"ago, {runner}; scenario {rec.scenario} ({' '.join(rec.files)})"]
     if h:
         lines.append(f"sessions {_sessions(h)} Established, {h['nodes_converged']}/{h['nodes_expected']} nodes equal "
                      f"their expected table ({'converged' if h['converged'] else 'NOT converged'}; as of "
                      f"{records.age(now - h.get('updated_at', now))} ago)")
         for node, why in sorted(h.get("dead", {}).items()):
             lines.append(f"node {node} died: {why}")
-    if state == "stale":
+    if state == "stale" and rec.runner is None:
+        lines.append(f"STALE: none of its nodes answers with its run id (their containers stopped?): `meshsim down "
+                     f"{rec.name}` removes the record")
+    elif state == "stale":
         held = ", ".join(f"{n} {what}" for what, n in leftovers(rec).items() if n) or "nothing else"
         lines.append(f"STALE: its runner is gone; it left {held}: `meshsim down {rec.name}` cleans up and removes "
                      "the record")

@@ -9,6 +9,10 @@ Owns `Registration`, used by `meshsim run --keep-running` and by the detached ru
   pipe `up` passed as `--notify-fd`), then keeps watching: the record's `health` (sessions up/expected, which
   nodes equal their expected table, nodes that died) is rewritten when it changes, at most once a second;
 - `close()` removes the record once every process is gone (only if it is still this run's record).
+A record with no runner on this machine (`local_runner=False`: the compose controller, in a container, writing
+into the host's runtime directory) is never written back once someone else removed it: `meshsim down` on the
+host shuts the nodes down and removes the record, and the controller, which checks the record every
+RECORD_CHECK_INTERVAL, ends then (as after SIGTERM), or once every node died.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from meshsim.run.runner import RunResult, note_after_converged, summary
 
 HEALTH_MIN_INTERVAL = 1.0  # seconds between two writes of the record's health
 HEALTH_MAX_INTERVAL = 30.0  # ... and a write at least this often, so `inspect` can tell a live runner
+RECORD_CHECK_INTERVAL = 2.0  # a runner-less keeper (compose) looks this often whether `meshsim down` removed it
 
 
 def node_entries(fabric: Fabric) -> dict[str, NodeEntry]:
@@ -89,9 +94,12 @@ class Registration:
 
     def __init__(self, files: list[str], scenario_name: str, *, name: str | None = None,
                  notify_fd: int | None = None, log: str | None = None, end_on_death: bool = False,
-                 local_runner: bool = True) -> None:
+                 local_runner: bool = True, directory: Path | None = None,
+                 owner: records.Owner | None = None) -> None:
         """`local_runner=False`: the runner is not a process of this machine's (a compose controller in a
-        container writing into a mounted runtime directory); the record is then alive while its nodes answer."""
+        container writing into a mounted runtime directory); the record is then alive while its nodes answer.
+        `directory` (default: records.runtime_dir()) and `owner`: where the record is written, for whom
+        (records.mounted_dir)."""
         self.files = list(files)
         self.explicit = name is not None
         self.record = RunRecord(name=records.check_name(name) if name else records.default_name(scenario_name),
@@ -100,6 +108,10 @@ class Registration:
                                 runner=ProcessRef.of(os.getpid()) if local_runner else None, log=log)
         self.notify_fd = notify_fd
         self.end_on_death = end_on_death
+        self.directory = directory
+        self.owner = owner
+        self.written_id: str | None = None  # the run id the record file last held, as we wrote it
+        self.brought_down = False  # someone else removed our record (`meshsim down` of a runner-less run)
         self.fabric: Fabric | None = None
         self.claimed = False
         self.ready_sent = False
@@ -110,11 +122,20 @@ class Registration:
         self._expected: dict[str, Any] = {}
 
     # -- the record -----------------------------------------------------------------------------------
-    def claim(self) -> str:
-        """Reserve the name, or adopt the reservation `meshsim up` (our parent) made: before anything starts."""
+    def claim(self, adopt_run_id: str | None = None) -> str:
+        """Reserve the name, or adopt the reservation `meshsim up` (our parent) made: before anything starts.
+        `adopt_run_id`: a runner-less record of that run id is this run's (a compose controller run again on
+        the same nodes): take it over, name and all."""
+        if adopt_run_id:
+            for rec in records.all_records(self.directory):
+                if rec.runner is None and rec.run_id == adopt_run_id:
+                    self.record.name = rec.name
+                    self.claimed = True
+                    self.write()
+                    return rec.name
         if self.notify_fd is not None and self.explicit:
             try:
-                mine = records.read(self.record.name)
+                mine = records.read(self.record.name, self.directory)
             except Exception:  # noqa: BLE001 - any problem: fall through to a fresh reservation's error
                 mine = None
             if mine is not None and not mine.run_id and mine.runner is not None and mine.runner.pid == os.getppid():
@@ -122,14 +143,35 @@ class Registration:
                 self.claimed = True
                 self.write()
                 return self.record.name
-        records.reserve(self.record, explicit=self.explicit)
+        records.reserve(self.record, explicit=self.explicit, directory=self.directory, owner=self.owner)
         self.claimed = True
+        self.written_id = self.record.run_id
         return self.record.name
 
+    def still_ours(self) -> bool:
+        """The record file is there and holds the run id we last wrote into it."""
+        try:
+            current = records.read(self.record.name, self.directory)
+        except Exception:  # noqa: BLE001 - gone, unreadable or replaced: not ours any more
+            return False
+        return current.run_id == self.written_id
+
     def write(self) -> None:
-        if self.claimed:
-            records.write(self.record)
-            self._last_write = time.monotonic()
+        if not self.claimed or self.brought_down:
+            return
+        if self.record.runner is None and self.written_id is not None:
+            # check and rewrite under the directory's lock, which `meshsim down` takes to remove the record
+            # (records.locked): otherwise a removal between the check and the rename would be undone
+            with records.locked(self.directory or records.runtime_dir()):
+                if not self.still_ours():
+                    self.brought_down = True  # `meshsim down` removed it: never write it back
+                    self.log.info("record_removed", run=self.record.name, by="someone else (meshsim down)")
+                    return
+                records.write(self.record, self.directory, self.owner)
+        else:
+            records.write(self.record, self.directory, self.owner)
+        self.written_id = self.record.run_id
+        self._last_write = time.monotonic()
 
     def _refresh(self) -> None:
         """Addresses, workers and namespaces as the fabric has them now."""
@@ -172,7 +214,8 @@ class Registration:
         if not self.claimed:
             return
         try:
-            records.remove(self.record.name, run_id=self.record.run_id or None)
+            if not self.brought_down:
+                records.remove(self.record.name, run_id=self.record.run_id or None, directory=self.directory)
             if self.record.log and self.ready_sent:
                 Path(self.record.log).unlink(missing_ok=True)
         except (OSError, RecordError) as exc:
@@ -208,6 +251,12 @@ class Registration:
         name = self.record.name
         tries = (f"  try: meshsim inspect {name}; meshsim status --run {name} --node {first}; "
                  f"meshsim show {first} protocols --run {name}")
+        if self.record.runner is None:  # compose: the controller's output is what `docker compose logs` shows
+            print(f"{text}run {name} is up (id {self.record.run_id}, {self.record.mode}); the controller keeps "
+                  f"watching it. On the host: `meshsim down {name}` shuts its nodes down (then `docker compose "
+                  f"down` removes the containers)\n{tries}", file=sys.stderr, flush=True)
+            self.ready_sent = True
+            return
         if self.notify_fd is None:
             print(f"{'converged' if result.converged else 'NOT converged'}; run {name} (id {self.record.run_id}) "
                   f"keeps running until Ctrl-C or `meshsim down {name}`\n{tries}", file=sys.stderr)
@@ -232,16 +281,32 @@ class Registration:
         self._write_health(h, result, force=True)
         self._ready(h, result)
         seen_flaps = totals(h.observer.snapshots)["flaps"]
+        runnerless = self.record.runner is None
         try:
             while True:
                 h.observer.updated.clear()
                 try:
-                    await asyncio.wait_for(h.observer.updated.wait(), HEALTH_MAX_INTERVAL)
+                    await asyncio.wait_for(h.observer.updated.wait(),
+                                           RECORD_CHECK_INTERVAL if runnerless else HEALTH_MAX_INTERVAL)
                 except asyncio.TimeoutError:
                     pass
                 pause = self._last_write + HEALTH_MIN_INTERVAL - time.monotonic()
                 if pause > 0:  # coalesce a burst of updates into one write
                     await asyncio.sleep(pause)
+                if runnerless and not self.brought_down and not self.still_ours():
+                    self.brought_down = True
+                if self.brought_down:  # as a local run's `meshsim down` (SIGTERM) ends it: interrupted
+                    self.log.info("run_brought_down", run=self.record.name)
+                    result.interrupted = True
+                    gone = getattr(h.fabric, "shut_down_elsewhere", None)  # compose: its nodes were shut down
+                    if gone is not None:
+                        await gone()
+                    return
+                if runnerless and h.observer.dead and set(h.running()) <= set(h.observer.dead):
+                    result.converged = False
+                    result.error = (f"every node of run {self.record.name} stopped answering (their containers "
+                                    f"stopped?): {'; '.join(f'{n}: {w}' for n, w in sorted(h.observer.dead.items()))}")
+                    return
                 self._write_health(h, result)
                 if h.observer.dead and self.end_on_death:
                     name, why = next(iter(sorted(h.observer.dead.items())))
@@ -249,7 +314,8 @@ class Registration:
                     result.error = f"node {name} died while running: {why}"
                     return
         finally:
-            note_after_converged(h, result, seen_flaps)
+            if not self.brought_down:  # else the nodes are being shut down: nothing to measure
+                note_after_converged(h, result, seen_flaps)
             self.record.state = "stopping"
             try:
                 self.write()

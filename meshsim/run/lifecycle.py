@@ -291,9 +291,12 @@ def sweep(rec: RunRecord, *, shutdown_nodes: bool = True) -> dict[str, int]:
 
 async def _shutdown_nodes(rec: RunRecord) -> int:
     from meshsim.agent.http import request
+    from meshsim.host.attached import attached
 
     async def one(name: str) -> bool:
         host, port = rec.nodes[name].http_host_port
+        if not attached(host):  # a compose run's bridge is gone: its address is someone else's out there
+            return False
         try:
             status, payload = await request(host, port, "GET", "/status", timeout=3)
             if status != 200 or not isinstance(payload, dict) or payload.get("run_id") != rec.run_id:

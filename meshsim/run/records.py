@@ -9,11 +9,15 @@ pid is never mistaken for the runner).
 The directory is `$MESHSIM_RUNTIME_DIR` if set (a compose controller writing into a mounted folder), else
 `$XDG_RUNTIME_DIR/meshsim` (the per-user runtime directory of the XDG Base Directory spec), else `/run/meshsim`
 as root, else `/tmp/meshsim-<uid>`. It is created 0700 and must belong to the user; records are 0600, since
-each holds its run's API token (issue 12: only the run's user may POST to its nodes).
+each holds its run's API token (issue 12: only the run's user may POST to its nodes). The one exception is
+`mounted_dir`: a compose controller, root in its container, writes into the host user's runtime directory
+(mounted) and hands each record to that directory's owner.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -21,7 +25,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from meshsim.errors import MeshsimError, NotFoundError, RunError
 
@@ -62,11 +66,40 @@ def runtime_dir(create: bool = True) -> Path:
     if not stat.S_ISDIR(st.st_mode):
         raise RecordError(f"the run state directory {path} is not a directory (a link or a file is not trusted)")
     if st.st_uid != os.geteuid():
+        docker = (" (Docker makes a missing bind-mount folder as root: if a compose controller's mount made it, "
+                  f"`sudo rm -r {path}`, then `meshsim compose` makes it yours before the next `up`)"
+                  if st.st_uid == 0 else "")
         raise RecordError(f"the run state directory {path} belongs to uid {st.st_uid}, not to you "
-                          f"(uid {os.geteuid()}); set XDG_RUNTIME_DIR to a directory of your own")
+                          f"(uid {os.geteuid()}){docker}; set XDG_RUNTIME_DIR to a directory of your own")
     if st.st_mode & 0o077:
         os.chmod(path, 0o700)  # ours, but too open (made by hand): close it before writing a token into it
     return path
+
+
+Owner = tuple[int, int]  # (uid, gid) a record file is handed to
+
+
+def mounted_dir(path: Path) -> tuple[Path, Owner | None]:
+    """A runtime directory mounted into a container from the host: the compose controller's
+    MESHSIM_RUNTIME_DIR (`${XDG_RUNTIME_DIR:-/run}/meshsim` on the host). The controller runs as root in its
+    container, so, as with the report folder, what it writes goes to the directory's owner, the host user whose
+    runtime directory it is: returns the directory and that (uid, gid), or None when it is ours. It must be a
+    directory (not a link) and is made 0700 (Docker makes a missing one 0755)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise RecordError(f"the host's run state directory {path} (MESHSIM_RUNTIME_DIR) is not there: {exc.strerror}; "
+                          "the compose file mounts ${XDG_RUNTIME_DIR:-/run}/meshsim there") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise RecordError(f"the host's run state directory {path} is not a directory (a link or a file is not "
+                          "trusted)")
+    owner = (st.st_uid, st.st_gid) if st.st_uid != os.geteuid() else None
+    if owner is not None and os.geteuid() != 0:
+        raise RecordError(f"the host's run state directory {path} belongs to uid {st.st_uid}, and this process "
+                          f"(uid {os.geteuid()}) cannot hand records to it")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path, owner
 
 
 def name_problem(name: str) -> str | None:
@@ -173,7 +206,10 @@ class RunRecord:
         the nodes run in containers) is alive while one of its nodes answers with its run id."""
         if self.runner is not None:
             return self.runner.alive()
-        return any(probe(e.http) == self.run_id for e in list(self.nodes.values())[:3])
+        from meshsim.host.attached import attached
+
+        return any(attached(e.http_host_port[0]) and probe(e.http) == self.run_id
+                   for e in list(self.nodes.values())[:3])
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,15 +256,18 @@ def files_key(files: list[str] | tuple[str, ...]) -> list[str]:
 
 # -- reading and writing -----------------------------------------------------------------------------------
 
-def write(record: RunRecord, directory: Path | None = None) -> Path:
+def write(record: RunRecord, directory: Path | None = None, owner: Owner | None = None) -> Path:
     """Write atomically: readers see the old record or the new one, never half of one. 0600 from the first
-    byte (the token never sits in a file others could read)."""
+    byte (the token never sits in a file others could read); `owner`: handed to that (uid, gid) before it
+    takes the record's name (`mounted_dir`)."""
     directory = directory or runtime_dir()
     path = record_path(record.name, directory)
     tmp = directory / f".{record.name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             json.dump(record.to_json(), f, indent=1)
             f.write("\n")
             f.flush()
@@ -240,9 +279,10 @@ def write(record: RunRecord, directory: Path | None = None) -> Path:
     return path
 
 
-def reserve(record: RunRecord, *, explicit: bool, directory: Path | None = None) -> RunRecord:
+def reserve(record: RunRecord, *, explicit: bool, directory: Path | None = None,
+            owner: Owner | None = None) -> RunRecord:
     """Claim `record.name` (O_EXCL: of two `up`s at once, one gets it). A name given by the user that is taken
-    is an error; a default name takes the next free suffix (name-2, name-3, ...)."""
+    is an error; a default name takes the next free suffix (name-2, name-3, ...). `owner`: as for `write`."""
     directory = directory or runtime_dir()
     base = check_name(record.name)
     for i in range(1, 1000):
@@ -259,6 +299,8 @@ def reserve(record: RunRecord, *, explicit: bool, directory: Path | None = None)
             continue
         record.name = name
         with os.fdopen(fd, "w") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
             json.dump(record.to_json(), f, indent=1)
         return record
     raise RecordError(f"no free run name like {base} in {directory}")
@@ -312,20 +354,40 @@ def broken_records(directory: Path | None = None) -> list[str]:
     return sorted(p.name[:-len(SUFFIX)] for p in directory.glob(f"*{SUFFIX}") if p.name[:-len(SUFFIX)] not in good)
 
 
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on the runtime directory itself. A runner-less record's writer (the compose controller,
+    in its container: the directory is bind-mounted, the same inode, so the lock is shared across the container's
+    boundary) checks that its record is still there and rewrites it under this lock, and `remove` unlinks under it:
+    a record `meshsim down` removed is never written back by a write that checked just before the removal. A
+    directory that cannot be opened is not locked (the write or unlink that follows says what is wrong)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def remove(name: str, *, run_id: str | None = None, directory: Path | None = None) -> bool:
     """Remove a run's record (and its runner log); with `run_id`, only if the record is still that run's."""
     directory = directory or runtime_dir(create=False)
     path = record_path(name, directory)
-    if run_id is not None:
-        current = _peek(path)
-        if current is not None and current.run_id and current.run_id != run_id:
-            return False
-    gone = False
-    try:
-        path.unlink()
-        gone = True
-    except FileNotFoundError:
-        pass
+    with locked(directory):
+        if run_id is not None:
+            current = _peek(path)
+            if current is not None and current.run_id and current.run_id != run_id:
+                return False
+        gone = False
+        try:
+            path.unlink()
+            gone = True
+        except FileNotFoundError:
+            pass
     return gone
 
 
@@ -361,7 +423,7 @@ def pick(name: str | None, *, files: list[str] | None = None, directory: Path | 
     hint = f" (stale records: {', '.join(stale)}; `meshsim down RUN` removes them)" if stale else ""
     if files:
         key = files_key(files)
-        live = [r for r in live if r.files == key]
+        live = [r for r in live if files_key(r.files) == key]  # a compose run's host paths may hold links
         if not live:
             raise RunError(f"no running emulation of {' '.join(files)}: `meshsim up {' '.join(files)}` starts one "
                            f"(`meshsim inspect` lists what runs){hint}")

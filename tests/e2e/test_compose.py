@@ -44,7 +44,8 @@ from meshsim.oracle.expected import expected_tables
 from meshsim.model.cluster import Cluster
 from meshsim.model.resources import load_scenario
 from meshsim.run.runner import run_scenario, summary
-from meshsim.fabric.remote import RemoteFabric, check_fit, check_reachable, controller_token
+from meshsim.fabric.controller import check_fit, controller_run_id, controller_token, host_files
+from meshsim.fabric.remote import RemoteFabric, check_reachable
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_SCRIPT = ROOT.parent / "shared" / "tools" / "make-base-image.sh"
@@ -158,9 +159,13 @@ def test_every_service_reads_the_token_from_the_env_file_and_no_compose_file_hol
     assert all("MESHSIM_TOKEN" not in svc.get("environment", {}) for svc in services.values())
 
 
-def test_meshsim_compose_writes_a_fresh_0600_token_next_to_the_file(tmp_path, monkeypatch, capsys):
+def test_meshsim_compose_writes_a_fresh_0600_token_and_run_id_next_to_the_file(tmp_path, tmp_path_factory,
+                                                                                monkeypatch, capsys):
     from meshsim.cli import main as cli
 
+    xdg = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(xdg))
+    monkeypatch.delenv("MESHSIM_RUNTIME_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     os.umask(0o022)
     out = tmp_path / "c.yml"
@@ -168,34 +173,104 @@ def test_meshsim_compose_writes_a_fresh_0600_token_next_to_the_file(tmp_path, mo
     env.write_text("MESHSIM_TOKEN=old\n")
     env.chmod(0o644)  # a looser file left behind does not survive
     assert cli(["compose", str(ROOT / MESH), "-o", str(out)]) == 0
-    assert "c.env (the run's API token, mode 0600)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "c.env (the run's API token and id, mode 0600)" in printed.out and printed.err == ""
     first = _env_values(env)
-    assert list(first) == ["MESHSIM_TOKEN"] and len(first["MESHSIM_TOKEN"]) >= 40
+    assert list(first) == ["MESHSIM_TOKEN", "MESHSIM_RUN_ID", "MESHSIM_HOST_DIR"] and len(first["MESHSIM_TOKEN"]) >= 40
+    assert len(first["MESHSIM_RUN_ID"]) == 12 and int(first["MESHSIM_RUN_ID"], 16) >= 0  # as a local run's id
+    assert first["MESHSIM_HOST_DIR"] == str(tmp_path)  # the compose file's folder: the record names host paths
     assert (env.stat().st_mode & 0o777) == 0o600 and env.stat().st_uid == os.getuid()
-    assert first["MESHSIM_TOKEN"] not in out.read_text()
+    assert first["MESHSIM_TOKEN"] not in out.read_text() and first["MESHSIM_RUN_ID"] not in out.read_text()
+    # the user's run state directory exists before `up`, theirs and 0700 (else Docker makes it, as root)
+    assert (xdg / "meshsim").is_dir() and (xdg / "meshsim").stat().st_mode & 0o777 == 0o700
     doc = yaml.safe_load(out.read_text())
     assert doc["services"]["controller"]["env_file"] == ["c.env"]
     assert (tmp_path / doc["x-image"]["build"]["context"]).resolve() == ROOT  # the checkout, from anywhere
     assert cli(["compose", str(ROOT / MESH), "-o", str(out)]) == 0
-    assert _env_values(env)["MESHSIM_TOKEN"] != first["MESHSIM_TOKEN"]  # a fresh token each time
+    second = _env_values(env)
+    assert second["MESHSIM_TOKEN"] != first["MESHSIM_TOKEN"]  # a fresh token each time
+    assert second["MESHSIM_RUN_ID"] != first["MESHSIM_RUN_ID"]  # and a fresh run id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.env", "c.yml"]  # no temp file left
     assert env_file_for("docker-compose.yml").name == "docker-compose.env"
     with pytest.raises(ComposeError, match="other than \\*.env"):
         env_file_for(tmp_path / "x.env")
-    write_env_file(tmp_path / "given.env", "t0k3n")
-    assert _env_values(tmp_path / "given.env") == {"MESHSIM_TOKEN": "t0k3n"}
+    write_env_file(tmp_path / "given.env", "t0k3n", "0123456789ab")
+    assert _env_values(tmp_path / "given.env") == {"MESHSIM_TOKEN": "t0k3n", "MESHSIM_RUN_ID": "0123456789ab",
+                                                   "MESHSIM_HOST_DIR": str(tmp_path)}
+    # meshsim on this host keeps records elsewhere than the compose file's mount: said, not silently missed
+    monkeypatch.setenv("MESHSIM_RUNTIME_DIR", str(tmp_path / "elsewhere"))
+    assert cli(["compose", str(ROOT / MESH), "-o", str(out)]) == 0
+    assert (f"the compose file mounts {xdg}/meshsim into the controller (its run record goes there), but meshsim on "
+            f"this host keeps records in {tmp_path}/elsewhere") in capsys.readouterr().err
 
 
-def test_the_controller_without_a_token_says_where_it_comes_from(monkeypatch, tmp_path, capsys):
+def test_the_controller_mounts_the_hosts_run_state_directory():
+    """The controller registers the run where meshsim on the host looks (`${XDG_RUNTIME_DIR:-/run}/meshsim`),
+    runs as root in its container (no `user:`: compose v1 cannot default it to the caller, bash does not export
+    UID) and hands the record to the directory's owner; MESHSIM_KEEP_RUNNING is passed on, default no."""
+    ctl = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["controller"]
+    assert "${XDG_RUNTIME_DIR:-/run}/meshsim:/run/meshsim-host" in ctl["volumes"]
+    assert ctl["environment"]["MESHSIM_RUNTIME_DIR"] == "/run/meshsim-host"
+    assert ctl["environment"]["MESHSIM_KEEP_RUNNING"] == "${MESHSIM_KEEP_RUNNING:-no}"
+    assert ctl["environment"]["MESHSIM_HOST_MOUNTS"] == "/work/scenarios=scenarios"
+    assert "./scenarios:/work/scenarios:ro" in ctl["volumes"] and "user" not in ctl
+
+
+def test_the_controller_without_a_token_or_run_id_says_where_they_come_from(monkeypatch, tmp_path, capsys):
     from meshsim.cli import main as cli
 
     monkeypatch.delenv("MESHSIM_TOKEN", raising=False)
+    monkeypatch.delenv("MESHSIM_RUN_ID", raising=False)
     with pytest.raises(RunError, match="MESHSIM_TOKEN is not set: .* env file `meshsim compose` writes"):
         controller_token()
     assert cli(["controller", str(ROOT / MESH), "--out", str(tmp_path / "r")]) == 2
     assert "meshsim: error: MESHSIM_TOKEN is not set" in capsys.readouterr().err
     monkeypatch.setenv("MESHSIM_TOKEN", " abc \n")
     assert controller_token() == "abc"
+    # an env file from before run ids: the controller says how to get one, before anything starts
+    assert cli(["controller", str(ROOT / MESH), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "meshsim: error: MESHSIM_RUN_ID is not set" in err and "regenerate it (`make compose-file`, or `meshsim " \
+        "compose SCENARIO -o FILE`) and `up` again" in err
+    monkeypatch.setenv("MESHSIM_RUN_ID", "0123456789ab\n")
+    assert controller_run_id() == "0123456789ab"
+    monkeypatch.setenv("MESHSIM_KEEP_RUNNING", "maybe")
+    assert cli(["controller", str(ROOT / MESH), "--out", str(tmp_path / "r")]) == 2
+    assert "MESHSIM_KEEP_RUNNING='maybe': expected yes or no" in capsys.readouterr().err
+
+
+def test_the_record_names_the_scenario_by_its_host_path():
+    env = {"MESHSIM_HOST_DIR": "/home/ann/meshsim", "MESHSIM_HOST_MOUNTS": "/work/scenarios=scenarios "
+                                                                           "/work/_scenario0=../lab/x"}
+    got = host_files(["/work/scenarios/compose-rr.yaml", "/work/_scenario0/a.yaml", "/elsewhere/b.yaml"], env)
+    assert got == ["/home/ann/meshsim/scenarios/compose-rr.yaml", "/home/ann/lab/x/a.yaml", "/elsewhere/b.yaml"]
+    assert host_files(["/work/scenarios/compose-rr.yaml"], {"MESHSIM_HOST_MOUNTS": "/work/scenarios=scenarios"}) \
+        == ["/work/scenarios/compose-rr.yaml"]  # an env file without MESHSIM_HOST_DIR: the container's path
+
+
+def test_a_compose_node_answers_with_the_run_id_of_its_env_file(monkeypatch, tmp_path):
+    from meshsim.agent.standalone import config_of
+    from meshsim.cli import build_parser
+
+    args = build_parser().parse_args(["node", "--scenario", str(ROOT / MESH), "--name", "node2"])
+    monkeypatch.delenv("MESHSIM_RUN_ID", raising=False)
+    assert config_of(args).run_id == ""
+    monkeypatch.setenv("MESHSIM_RUN_ID", "0123456789ab")
+    cfg = config_of(args)
+    assert (cfg.name, cfg.run_id) == ("node2", "0123456789ab")
+    (tmp_path / "n.json").write_text(json.dumps({**json.loads(cfg.to_json()), "run_id": "runner"}))
+    args = build_parser().parse_args(["node", "--config", str(tmp_path / "n.json")])
+    assert config_of(args).run_id == "runner"  # a runner's config names its own run
+
+
+async def test_the_controller_refuses_a_node_of_another_run_id():
+    fabric = RemoteFabric(_cluster(MESH), token="t", docker=False, run_id="0123456789ab")
+    status = {"name": "node1", "address": "192.168.0.81", "run_id": "0123456789ab"}
+    fabric._check_identity("node1", status)
+    with pytest.raises(RunError, match="node node1: the node answering at 192.168.0.81 belongs to run id ffffffffffff, "
+                                      "this controller's is 0123456789ab: both read MESHSIM_RUN_ID from the env file"):
+        fabric._check_identity("node1", {**status, "run_id": "ffffffffffff"})
+    RemoteFabric(_cluster(MESH), token="t", docker=False)._check_identity("node1", {**status, "run_id": ""})
 
 
 def test_bird_nodes_are_a_clear_error_in_compose(tmp_path):
@@ -299,16 +374,19 @@ TOKEN = "loopback-test-token"
 
 
 @contextlib.contextmanager
-def node_processes(scenario: Path, names: list[str], workdir: Path, token: str = TOKEN):
+def node_processes(scenario: Path, names: list[str], workdir: Path, token: str = TOKEN, run_id: str = "",
+                   loopback: bool = True):
     """`meshsim node --scenario ... --loopback --hold-bgp`, one per node, as the containers run them (the token
-    in MESHSIM_TOKEN, as the env file gives it to them)."""
+    in MESHSIM_TOKEN and the run id in MESHSIM_RUN_ID, as the env file gives them to them). `loopback=False`:
+    each binds its declared address, as in a container (the scenario's addresses are 127.x then)."""
     procs = []
-    env = {**os.environ, "MESHSIM_TOKEN": token}
+    env = {**os.environ, "MESHSIM_TOKEN": token, "MESHSIM_RUN_ID": run_id}
     try:
         for name in names:
             log = open(workdir / f"{name}.log", "wb")
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "meshsim", "node", "--scenario", str(scenario), "--name", name, "--loopback",
+                [sys.executable, "-m", "meshsim", "node", "--scenario", str(scenario), "--name", name,
+                 *(["--loopback"] if loopback else []),
                  "--hold-bgp", "--bgp-port", str(_bgp_port()), "--workdir", str(workdir / name)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env))
             log.close()
@@ -412,6 +490,117 @@ async def test_a_node_that_dies_fails_the_run_with_why(tmp_path):
         result.error  # runner.main turns it into `meshsim: error: ...` and exit code 2
 
 
+@pytest.fixture
+def public_tmp():
+    """A temp folder another user can reach (pytest's own are root's, 0700)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="meshsim-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
+def _as_host_user(argv: list[str], xdg: Path, timeout: float = 60, nobody: bool | None = None) -> subprocess.CompletedProcess:
+    """`meshsim ARGV` on the host, as the user whose runtime directory is `xdg`: uid 65534 when we are root (so the
+    record the root controller wrote must have been handed to that user; `nobody=False`: as root), else
+    ourselves."""
+    pre = NOBODY if (os.geteuid() == 0 if nobody is None else nobody) else []
+    env = {"PATH": os.environ.get("PATH", ""), "XDG_RUNTIME_DIR": str(xdg), "HOME": str(xdg)}
+    return subprocess.run([*pre, sys.executable, "-m", "meshsim", *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd="/", env=env)
+
+
+def _wait_for_record(directory: Path, state: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in directory.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("state") == state:
+                return data
+        assert time.monotonic() < deadline, f"no record in state {state} in {directory}: {list(directory.iterdir())}"
+        time.sleep(0.2)
+
+
+@pytest.mark.integration
+def test_a_kept_up_controller_registers_the_run_where_the_host_finds_it(public_tmp):
+    """The compose path without Docker: node processes bind their declared (127.x) addresses as containers do,
+    with the env file's token and run id; `meshsim controller --keep-running` (root, as in its container) writes a
+    runner-less record into the host user's runtime directory. That user's meshsim (uid 65534 when run as root)
+    lists it (inspect), reads its nodes through it (status, routes --live, show), and `down` shuts the nodes
+    down (POST /shutdown with the token) and removes the record; the controller sees that, ends (130, report
+    written) and never writes the record back."""
+    tmp = public_tmp
+    port = _bgp_port()
+    extra = "" if port == 179 else ("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: "
+                                    f"default}}\nspec: {{listenPort: {port}}}\n")
+    scen = tmp / "kept.yaml"
+    scen.write_text(_scenario("127.168.81", 2, first=11, extra=extra).replace("name: gen2", "name: kept"))
+    scen.chmod(0o644)
+    xdg = tmp / "xdg"
+    (xdg / "meshsim").mkdir(parents=True, mode=0o755)  # as Docker makes a missing mount folder, but the user's
+    if os.geteuid() == 0:
+        for d in (xdg, xdg / "meshsim"):
+            os.chown(d, 65534, 65534)
+    run_id = "0123456789ab"
+    ctl_env = {**os.environ, "MESHSIM_TOKEN": TOKEN, "MESHSIM_RUN_ID": run_id, "MESHSIM_KEEP_RUNNING": "yes",
+               "MESHSIM_RUNTIME_DIR": str(xdg / "meshsim")}
+    with node_processes(scen, ["node1", "node2"], tmp, run_id=run_id, loopback=False) as nodes:
+        log = open(tmp / "controller.log", "w+")
+        ctl = subprocess.Popen([sys.executable, "-m", "meshsim", "controller", str(scen), "--out", str(tmp / "out"),
+                                "--timeout", "60"], stdout=log, stderr=subprocess.STDOUT, env=ctl_env,
+                               start_new_session=True)
+        try:
+            rec = _wait_for_record(xdg / "meshsim", "up")
+            path = xdg / "meshsim" / "kept.json"
+            assert (path.stat().st_mode & 0o777) == 0o600 and path.stat().st_uid == (xdg / "meshsim").stat().st_uid
+            assert (rec["name"], rec["mode"], rec["run_id"], rec["runner"]) == ("kept", "compose", run_id, None)
+            assert rec["files"] == [str(scen)] and rec["health"]["converged"], rec["health"]
+            assert rec["nodes"]["node1"]["http"] == "127.168.81.11:9179"
+
+            listed = _as_host_user(["inspect"], xdg)
+            assert listed.returncode == 0, listed.stderr
+            row = listed.stdout.splitlines()[1].split()
+            assert row[:4] + row[5:] == ["kept", run_id, "compose", "up", "2", "2/2", "yes"], listed.stdout
+            one = _as_host_user(["inspect", "kept"], xdg)
+            assert "no runner on this host (its controller runs in a container)" in one.stdout, one.stdout
+            status = _as_host_user(["status", "--node", "node1"], xdg)  # the only run up: no --run needed
+            assert status.returncode == 0 and "127.168.81.12" in status.stdout and "Established" in status.stdout, \
+                status.stdout + status.stderr
+            routes = _as_host_user(["routes", "--live", "--node", "node2"], xdg)
+            assert routes.stdout == expected_tables(_cluster(scen))["node2"].render_ip(), routes.stderr
+            by_file = _as_host_user(["status", str(scen), "--node", "node2"], xdg)  # the record names host paths
+            assert by_file.returncode == 0, by_file.stderr
+            show = _as_host_user(["show", "node1", "protocols"], xdg)
+            assert show.returncode == 0 and "Mesh_127_168_81_12" in show.stdout, show.stdout + show.stderr
+
+            down = _as_host_user(["down"], xdg)
+            assert down.returncode == 0, down.stderr
+            assert down.stdout == (f"run kept (id {run_id}, compose): 2 of 2 nodes shut down (POST /shutdown); "
+                                   "record removed; `docker compose down` removes the containers\n")
+            assert [p.wait(15) for p in nodes] == [0, 0]
+            assert ctl.wait(60) == 130  # as a local run that `meshsim down` stopped
+            assert list((xdg / "meshsim").iterdir()) == []  # not written back
+            report = json.loads((tmp / "out" / "report.json").read_text())
+            assert report["mode"] == "compose" and report["interrupted"] and report["cold_start"]["converged"]
+            log.seek(0)
+            text = log.read()
+            assert "run kept is up (id 0123456789ab, compose)" in text and "all sessions Established" in text, text
+        finally:
+            if ctl.poll() is None:
+                os.killpg(ctl.pid, signal.SIGKILL)
+                ctl.wait(10)
+            log.close()
+
+
 # ------------------------------------------------------------------------ end to end in Docker ----------
 
 def run(cmd: list[str], *, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path = ROOT,
@@ -491,17 +680,28 @@ def docker() -> Docker:
 
 
 class Stack:
-    """One compose project (fixed name) on a compose file; `down -v --remove-orphans` before and after."""
+    """One compose project (fixed name) on a compose file; `down -v --remove-orphans` before and after. Its
+    XDG_RUNTIME_DIR is `runtime` (a temp folder: the controller's run records go to its meshsim/, never to this
+    machine's /run/meshsim); `user`: a command prefix running compose as another user (setpriv)."""
 
-    def __init__(self, docker: Docker, file: Path, project: str = PROJECT, env: dict[str, str] | None = None):
+    def __init__(self, docker: Docker, file: Path, project: str = PROJECT, env: dict[str, str] | None = None,
+                 runtime: Path | None = None, user: list[str] | None = None):
         self.docker = docker
         self.file = file
         self.project = project
-        self.env = {**os.environ, "BASE_IMAGE": BASE_IMAGE, "MESHSIM_IMAGE": IMAGE, **(env or {})}
+        self.runtime = runtime
+        self.user = user or []
+        self.env = {**os.environ, "BASE_IMAGE": BASE_IMAGE, "MESHSIM_IMAGE": IMAGE,
+                    **({"XDG_RUNTIME_DIR": str(runtime)} if runtime else {}), **(env or {})}
 
-    def compose(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None):
-        return run([*self.docker.compose, "-f", str(self.file), "-p", self.project, *args], timeout=timeout,
-                   env={**self.env, **(env or {})}, cwd=self.file.parent)
+    def compose(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None, as_root: bool = False):
+        return run([*([] if as_root else self.user), *self.docker.compose, "-f", str(self.file), "-p", self.project,
+                    *args], timeout=timeout, env={**self.env, **(env or {})}, cwd=self.file.parent)
+
+    def records(self) -> list[str]:
+        """The run records in this stack's runtime directory (the host's, as the controller sees it mounted)."""
+        folder = self.runtime / "meshsim" if self.runtime else None
+        return sorted(p.name for p in folder.iterdir()) if folder and folder.is_dir() else []
 
     def up(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300):
         t0 = time.monotonic()
@@ -517,7 +717,7 @@ class Stack:
         return run(["docker", "exec", self.container(service), *cmd], timeout=timeout)
 
     def down(self) -> None:
-        self.compose("down", "-v", "--remove-orphans", "-t", "3", timeout=180)
+        self.compose("down", "-v", "--remove-orphans", "-t", "3", timeout=180, as_root=True)
 
     @contextlib.contextmanager
     def logs_on_failure(self):
@@ -533,14 +733,20 @@ class Stack:
 def stack(docker):
     """`make(file)`: a Stack on the compose file, brought down before and after. The file's token env file is
     written if missing (as `meshsim compose` / `make compose-file` would) and removed afterwards if written here."""
+    import tempfile
+
     created: list[Stack] = []
     written: list[Path] = []
+    runtimes: list[Path] = []
 
     def make(file: Path = ROOT / "docker-compose.yml", **kw) -> Stack:
         env = env_file_for(file)
         if not env.exists():
             write_env_file(env)
             written.append(env)
+        if kw.get("runtime") is None:
+            kw["runtime"] = Path(tempfile.mkdtemp(prefix="meshsim-xdg-"))
+            runtimes.append(kw["runtime"])
         s = Stack(docker, file, **kw)
         s.down()  # a leftover project with the same subnet would make `up` fail ("Pool overlaps")
         created.append(s)
@@ -553,6 +759,8 @@ def stack(docker):
             s.down()
         for env in written:
             env.unlink(missing_ok=True)
+        for folder in runtimes:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_report(reports: Path, scenario: str | Path, flapped: set[str] = frozenset()) -> dict:
@@ -586,6 +794,7 @@ def test_compose_up_runs_the_scenario_and_the_controller_gives_the_verdict(stack
                             env={"MESHSIM_SCENARIO": scenario, "MESHSIM_REPORTS": str(reports)})
         assert res.returncode == 0, f"up exited {res.returncode}:\n{res.stdout[-6000:]}\n{res.stderr[-3000:]}"
         report = _check_report(reports, scenario)
+        assert s.records() == []  # the one-shot controller registered the run while it ran, and removed it
     print(f"\n[e2e] {scenario}: up --exit-code-from controller {seconds:.1f} s, cold start converged after "
           f"{report['cold_start']['time_to_converged_s']} s", file=sys.stderr)
 
@@ -602,6 +811,7 @@ def test_kernel_dataplane_routes_pods_ping_and_a_stopped_node_is_withdrawn(stack
         waited = run(["docker", "wait", s.container("controller")], timeout=240)
         assert waited.stdout.strip() == "0", f"controller exited {waited.stdout.strip()}"
         first = _check_report(tmp_path / "reports", MESH)
+        assert s.records() == []  # not kept running: the record went with the controller
 
         # the BGP routes and the own-block blackhole are in node1's real kernel table, as `ip route` prints them
         # (programmed right after the simulated table changes: allow the dataplane a moment)
@@ -707,3 +917,94 @@ def test_kill_node_crash_through_the_docker_socket(stack, tmp_path):
         assert (tmp_path / "reports" / "logs" / "node2.log").read_text().count("node_started") >= 1
     print(f"\n[e2e] kill-node crash through the Docker socket: up {seconds:.1f} s, peers withdrew after "
           f"{kill['convergence_s']} s", file=sys.stderr)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("who", ["root", "user"], ids=["as-root", "as-docker-group-user"])
+def test_a_kept_up_compose_run_is_found_and_brought_down_from_the_host(public_tmp, stack, who):
+    """`MESHSIM_KEEP_RUNNING=yes docker-compose up -d`: the controller (root in its container) registers the run in
+    the host's ${XDG_RUNTIME_DIR}/meshsim, for the directory's owner. On the host, that user's `meshsim inspect`
+    lists it, `status`/`routes --live`/`show` reach the nodes on the bridge through it (their run id checked), and
+    `meshsim down` shuts them down and removes the record; the controller then ends (130) and does not write it
+    back. As root with the checkout's file; and as a non-root user in the docker group (uid 65534 here), who
+    writes their own compose file and env file with `meshsim compose`, runs compose and meshsim themselves.
+    (public_tmp before stack: the stack, in public_tmp's folder, is brought down before the folder goes.)"""
+    import grp
+
+    xdg = public_tmp / "xdg"
+    xdg.mkdir(mode=0o700)
+    reports = public_tmp / "reports"
+    nobody = who == "user"
+    if nobody:
+        try:
+            docker_gid = grp.getgrnam("docker").gr_gid
+        except KeyError:
+            pytest.skip("no docker group to run compose as a non-root user")
+        project = public_tmp / "project"
+        for d in (xdg, project, reports):
+            d.mkdir(exist_ok=True)
+            os.chown(d, 65534, 65534)
+        made = _as_host_user(["compose", str(ROOT / MESH), "-o", str(project / "docker-compose.yml")], xdg,
+                             nobody=True)
+        assert made.returncode == 0 and made.stderr == "", made.stdout + made.stderr
+        assert (xdg / "meshsim").stat().st_uid == 65534  # made by the user, not by Docker's mount
+        file = project / "docker-compose.yml"
+        user = ["setpriv", "--reuid", "65534", "--regid", "65534", "--groups", str(docker_gid)]  # not with --clear-groups
+    else:
+        file, user = ROOT / "docker-compose.yml", []
+    s = stack(file, runtime=xdg, user=user, env={"MESHSIM_KEEP_RUNNING": "yes", "MESHSIM_REPORTS": str(reports),
+                                                 "HOME": str(xdg)})
+    run_id = _env_values(env_file_for(file))["MESHSIM_RUN_ID"]
+
+    def host(*argv: str) -> subprocess.CompletedProcess:
+        return _as_host_user(list(argv), xdg, nobody=nobody)
+
+    with s.logs_on_failure():
+        t0 = time.monotonic()
+        res, _ = s.up("-d")
+        assert res.returncode == 0, res.stderr[-3000:]
+        rec = _wait_for_record(xdg / "meshsim", "up", timeout=180)
+        seconds_up = time.monotonic() - t0
+        st = (xdg / "meshsim" / "compose-mesh.json").stat()
+        assert (st.st_uid, st.st_mode & 0o777) == ((65534 if nobody else 0), 0o600)
+        assert (rec["name"], rec["mode"], rec["run_id"], rec["runner"]) == ("compose-mesh", "compose", run_id, None)
+        assert rec["files"] == [str(ROOT / MESH)], rec["files"]  # the host's path, not /work/...
+
+        listed = host("inspect", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        (run_data,) = json.loads(listed.stdout)["runs"]
+        assert (run_data["name"], run_data["mode"], run_data["state"]) == ("compose-mesh", "compose", "up")
+        assert run_data["health"]["converged"] and run_data["health"]["sessions_up"] == 12, run_data["health"]
+        assert {n: e["http"] for n, e in run_data["nodes"].items()} == {f"node{i}": f"192.168.0.8{i}:9179"
+                                                                       for i in range(1, 5)}
+        text = host("inspect")
+        assert text.stdout.splitlines()[1].split()[:4] == ["compose-mesh", run_id, "compose", "up"], text.stdout
+        status = host("status", "--node", "node1")  # the only run up: found through the record, no --run
+        assert status.returncode == 0, status.stderr
+        assert all(f"192.168.0.8{i}" in status.stdout for i in (2, 3, 4)) and status.stdout.count("Established") == 3
+        by_file = host("status", str(ROOT / MESH), "--node", "node2")
+        assert by_file.returncode == 0, by_file.stderr
+        routes = host("routes", "--live", "--node", "node3")
+        assert routes.stdout == expected_tables(_cluster(MESH))["node3"].render_ip(), routes.stderr
+        show = host("show", "node1", "protocols")
+        assert show.returncode == 0 and "Mesh_192_168_0_84" in show.stdout, show.stdout + show.stderr
+
+        t1 = time.monotonic()
+        down = host("down")
+        seconds_down = time.monotonic() - t1
+        assert down.returncode == 0, down.stderr
+        assert down.stdout == (f"run compose-mesh (id {run_id}, compose): 4 of 4 nodes shut down (POST /shutdown); "
+                               "record removed; `docker compose down` removes the containers\n")
+        codes = {svc: run(["docker", "wait", s.container(svc)], timeout=120).stdout.strip()
+                 for svc in ("node1", "node2", "node3", "node4", "controller")}
+        seconds_ended = time.monotonic() - t1
+        # the controller noticed within its record check (2 s) and did not wait on the gone nodes for its report
+        assert seconds_ended < 20, f"the controller ended {seconds_ended:.1f} s after meshsim down"
+        assert codes == {"node1": "0", "node2": "0", "node3": "0", "node4": "0", "controller": "130"}, codes
+        assert s.records() == []  # the controller saw it removed and did not write it back
+        report = json.loads((reports / "report.json").read_text())
+        assert report["interrupted"] and report["cold_start"]["converged"]
+        if nobody:
+            assert (reports / "report.json").stat().st_uid == 65534
+    print(f"\n[e2e] kept-up compose run ({who}): up -d until the record said up {seconds_up:.1f} s; meshsim down "
+          f"{seconds_down:.2f} s, every container ended {seconds_ended:.1f} s after it", file=sys.stderr)

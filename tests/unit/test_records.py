@@ -327,3 +327,135 @@ def test_up_refuses_before_starting_anything(rundir: Path, capsys: pytest.Captur
     assert rc == 2 and ("run other (id a1b2c3d4e5f6) already holds 127.168.0.82:9179, where this scenario's node2 "
                         "would answer: `meshsim down other` stops it") in err
     assert sorted(p.name for p in rundir.iterdir()) == ["other.json"]
+
+
+def as_nobody(tmp_path: Path, code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`code` in a Python run as uid/gid 65534 (a host user who is not root), from a neutral folder."""
+    import shutil
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    return subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-c",
+                           code], capture_output=True, text=True, timeout=60, cwd="/",
+                          env={"PATH": os.environ.get("PATH", ""), **env})
+
+
+@pytest.fixture
+def public_tmp() -> Any:
+    """A temp folder another user can reach (pytest's own are root's 0700 when run as root)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="meshsim-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_compose_controller_hands_its_record_to_the_owner_of_the_mounted_directory(public_tmp: Path) -> None:
+    """The controller is root in its container; the host's runtime directory (mounted) is a user's: the record
+    is theirs (0600), the directory 0700, and that user's meshsim reads it. Once `meshsim down` removed it, the
+    controller never writes it back; a controller run again on the same nodes (same run id) takes it over."""
+    from meshsim.run.keeper import Registration
+
+    if os.geteuid() != 0:
+        pytest.skip("handing a record to another user needs root")
+    tmp_path = public_tmp
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    mounted = xdg / "meshsim"
+    mounted.mkdir(mode=0o755)  # as Docker makes a missing bind-mount folder, but the user's
+    os.chown(xdg, 65534, 65534)
+    os.chown(mounted, 65534, 65534)
+    directory, owner = records.mounted_dir(mounted)
+    assert owner == (65534, 65534) and stat.S_IMODE(mounted.stat().st_mode) == 0o700
+    reg = Registration(["/work/scenarios/lab.yaml"], "lab", local_runner=False, directory=directory, owner=owner)
+    reg.record.run_id, reg.record.mode, reg.record.token = "cccccccccccc", "compose", "t"
+    assert reg.claim(adopt_run_id="cccccccccccc") == "lab"
+    reg.record.nodes = {"node1": NodeEntry(http="127.0.0.9:9179", bgp="127.0.0.9:179")}
+    reg.write()
+    st = (mounted / "lab.json").stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o600)
+    assert [p.name for p in mounted.iterdir()] == ["lab.json"]  # no temp file left
+    read = as_nobody(tmp_path, "from meshsim.run import records; r = records.all_records(); "
+                               "print(r[0].name, r[0].run_id, r[0].runner)", {"XDG_RUNTIME_DIR": str(xdg)})
+    assert read.stdout == "lab cccccccccccc None\n", read.stderr
+
+    again = Registration(["/work/scenarios/lab.yaml"], "lab", local_runner=False, directory=directory, owner=owner)
+    again.record.run_id = "cccccccccccc"
+    assert again.claim(adopt_run_id="cccccccccccc") == "lab"  # not lab-2: the same run, on the same nodes
+    (mounted / "lab.json").unlink()  # what `meshsim down` does on the host
+    reg.record.state = "stopping"
+    reg.write()
+    assert reg.brought_down and not (mounted / "lab.json").exists()  # never written back
+    reg.close()
+    assert list(mounted.iterdir()) == []
+
+    # a user whose runtime directory Docker made (as root) is told how to get it back
+    os.chown(mounted, 0, 0)
+    refused = as_nobody(tmp_path, "from meshsim.run import records; records.runtime_dir()",
+                        {"XDG_RUNTIME_DIR": str(xdg)})
+    assert (f"the run state directory {mounted} belongs to uid 0, not to you (uid 65534) (Docker makes a missing "
+            f"bind-mount folder as root: if a compose controller's mount made it, `sudo rm -r {mounted}`, then "
+            "`meshsim compose` makes it yours before the next `up`)") in refused.stderr
+
+
+def test_a_compose_record_never_asks_an_address_off_the_attached_networks(rundir: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Once a compose run's bridge is gone, its nodes' addresses would go to the default route: neither
+    `inspect` (is it alive?) nor `down` (POST /shutdown) sends anything there."""
+    from ipaddress import IPv4Network
+
+    from meshsim.host.attached import attached, connected_networks
+
+    routes = tmp_path / "route"
+    routes.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+                      "eth0\t00000000\t0100000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"   # default via 10.0.0.1
+                      "eth0\t0000000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"   # 10.0.0.0/24
+                      "br-1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")  # 192.168.0.0/24
+    nets = connected_networks(str(routes))
+    assert nets == [IPv4Network("10.0.0.0/24"), IPv4Network("192.168.0.0/24")]
+    assert attached("192.168.0.81", nets) and attached("127.168.0.81", []) and not attached("192.168.1.81", nets)
+    assert not attached("not-an-address", nets)
+
+    def no_probe(*a: Any, **kw: Any) -> None:
+        raise AssertionError("a node off the attached networks was asked")
+
+    monkeypatch.setattr(records, "probe", no_probe)
+    monkeypatch.setattr("meshsim.agent.http.request", no_probe)
+    rec = record("gone", run_id="cccccccccccc", nodes={"node1": NodeEntry(http="203.0.113.81:9179",
+                                                                          bgp="203.0.113.81:179")})
+    rec.runner, rec.mode = None, "compose"
+    records.write(rec)
+    rc, out, _ = cli(capsys, "inspect", "gone")
+    assert rc == 0 and "STALE: none of its nodes answers with its run id (their containers stopped?)" in out
+    assert "no runner on this host (its controller runs in a container)" in out
+    rc, out, _ = cli(capsys, "down", "gone")
+    assert rc == 0 and out.startswith("run gone (id cccccccccccc, compose): 0 of 1 nodes shut down")
+    assert not (rundir / "gone.json").exists()
+
+
+def test_a_record_meshsim_down_removes_is_never_written_back_by_a_write_under_way(rundir: Path) -> None:
+    """The compose controller checks that its record is still there and rewrites it under the directory's lock,
+    which `meshsim down` takes to unlink it: a removal that comes while a write is under way waits for it, and the
+    next write sees the record gone (a removal between the check and the rename would otherwise be undone, and the
+    controller would never learn it was brought down)."""
+    from meshsim.run.keeper import Registration
+
+    reg = Registration(["/work/scenarios/lab.yaml"], "lab", local_runner=False)
+    reg.record.run_id, reg.record.mode = "cccccccccccc", "compose"
+    reg.claim()
+    reg.write()
+    removal = threading.Thread(target=records.remove, args=("lab",))
+    with records.locked(records.runtime_dir()):  # a write under way
+        removal.start()
+        removal.join(0.3)
+        assert removal.is_alive() and (rundir / "lab.json").exists()  # down waits for it
+    removal.join(5)
+    assert not removal.is_alive() and not (rundir / "lab.json").exists()
+    reg.write()
+    assert reg.brought_down and not (rundir / "lab.json").exists()

@@ -39,8 +39,13 @@ class Fabric(Protocol):
     mode: str
     """local | netns | compose: said in reports."""
     token: str
+    run_id: str
+    """Every node of this run answers with it; anything else is another run's node."""
 
     def configs(self) -> dict[str, NodeConfig]: ...
+
+    def http_address(self, name: str) -> tuple[str, int]:
+        """Where the node's control API answers."""
 
     def running(self) -> list[str]:
         """Nodes up and answering (not stopped, killed or frozen): what expected tables are computed for."""

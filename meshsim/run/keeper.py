@@ -44,7 +44,7 @@ def node_entries(fabric: Fabric) -> dict[str, NodeEntry]:
     out = {}
     worker_of = getattr(fabric, "worker_of", {})
     for name, cfg in fabric.configs().items():
-        host, port = fabric.http_address(name)  # type: ignore[attr-defined]
+        host, port = fabric.http_address(name)
         w = worker_of.get(name)
         out[name] = NodeEntry(http=f"{host}:{port}", bgp=f"{cfg.session_address}:{cfg.bgp_port}",
                               namespace=cfg.bgp_netns or cfg.netns, worker=w.pid if w is not None else None,
@@ -192,7 +192,7 @@ class Registration:
             fabric = inner(cluster)
             self.fabric = fabric
             rec = self.record
-            rec.run_id, rec.token, rec.mode = fabric.run_id, fabric.token, fabric.mode  # type: ignore[attr-defined]
+            rec.run_id, rec.token, rec.mode = fabric.run_id, fabric.token, fabric.mode
             self._refresh()
             self.write()
             start = fabric.start

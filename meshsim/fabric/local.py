@@ -36,6 +36,10 @@ from meshsim.model.cluster import Cluster
 
 DEFAULT_HTTP_PORT = 9179
 FDS_PER_NODE = 4  # listening BGP socket, HTTP listener, log file, a connection in flight
+# Descriptors per peer: at a cold start both ends dial (BIRD's peers are active on both sides), so until collision
+# resolution (RFC 4271 §6.8) keeps one, a session holds two sockets at each end. Budgeting one made a 200-node
+# mesh's three workers pass the open-file limit in that burst, and every retry burst failed again.
+FDS_PER_PEER = 2
 WORKER_FD_BUDGET = 0.75  # of the open-file limit
 
 
@@ -51,13 +55,13 @@ def open_file_limit() -> int:
 def plan_workers(configs: dict[str, NodeConfig], workers: int | None = None, per_node: bool = False,
                  cpus: int | None = None, fd_limit: int | None = None) -> list[list[str]]:
     """Which nodes each worker hosts. Every session end is a socket, and both ends live on this machine:
-    a node needs one descriptor per peer plus a few of its own. Default: one worker per CPU, more if the
-    descriptors of the busiest worker would pass 3/4 of the open-file limit; nodes are spread by load
-    (peer count), heaviest first, onto the least loaded worker."""
+    a node needs two descriptors per peer at a cold start (FDS_PER_PEER) plus a few of its own. Default: one
+    worker per CPU, more if the descriptors of the busiest worker would pass 3/4 of the open-file limit; nodes
+    are spread by load (peer count), heaviest first, onto the least loaded worker."""
     names = list(configs)
     if per_node:
         return [[n] for n in names]
-    load = {n: len(c.peers) + FDS_PER_NODE for n, c in configs.items()}
+    load = {n: FDS_PER_PEER * len(c.peers) + FDS_PER_NODE for n, c in configs.items()}
     budget = int((fd_limit or open_file_limit()) * WORKER_FD_BUDGET)
     count = workers or max(min(cpus or os.cpu_count() or 1, len(names)), math.ceil(sum(load.values()) / budget))
     count = max(1, min(count, len(names)))

@@ -120,7 +120,7 @@ class NativeEngine:
         if self.transport is None:
             self.transport = BgpTransport(address=IPv4Address(self.config.session_address), port=self.config.bgp_port,
                                           net=NetContext(self.config.bgp_netns), feed=self.feed,
-                                          new_conn_id=self.router.new_conn_id, passwords=self._passwords())
+                                          new_conn_id=self.router.new_conn_id, passwords=self._passwords(), log=self.log)
             self.transport.listen()
         if self.dataplane is not None and self._dataplane_task is None:
             if self._dataplane_queue is None:

@@ -24,6 +24,9 @@ import struct
 import termios
 from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import Any
+
+import structlog
 
 from meshsim.agent.netctx import NetContext
 from meshsim.bgp import fsm
@@ -31,6 +34,7 @@ from meshsim.bgp.router import Incoming
 
 Feed = Callable[[object], None]
 LISTEN_BACKLOG = 1024
+ACCEPT_PAUSE = 0.5  # seconds without accepting after accept() ran out of descriptors or buffers
 
 
 class _Conn(asyncio.Protocol):
@@ -79,8 +83,9 @@ class BgpTransport:
     """The sockets of one node's BGP. `feed` receives TcpConnected/TcpFailed/TcpData/TcpClosed/Incoming."""
 
     def __init__(self, *, address: IPv4Address, port: int, net: NetContext, feed: Feed, new_conn_id: Callable[[], int],
-                 passwords: dict[IPv4Address, str] | None = None) -> None:
+                 passwords: dict[IPv4Address, str] | None = None, log: Any = None) -> None:
         self.address = address
+        self.log = log if log is not None else structlog.get_logger("meshsim.transport").bind(address=str(address))
         self.port = port
         self.net = net
         self.feed = feed
@@ -117,7 +122,13 @@ class BgpTransport:
                 sock, (host, _port) = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                # Out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS): the listener stays readable, so
+                # returning would spin this loop. Stop accepting for a moment, as asyncio's own servers do;
+                # the peers' dials wait in the backlog or are retried by their connect timers.
+                self.log.warning("accept_paused", error=str(exc), seconds=ACCEPT_PAUSE)
+                self._loop.remove_reader(self.listener.fileno())
+                self._loop.call_later(ACCEPT_PAUSE, self._resume_accept)
                 return
             sock.setblocking(False)
             if _abandoned(sock):
@@ -129,6 +140,10 @@ class BgpTransport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = _Conn(self, self.new_conn_id(), incoming=True, peer=IPv4Address(host))
             self._loop.create_task(self._wrap(conn, sock))
+
+    def _resume_accept(self) -> None:
+        if self.listener is not None and self.listener.fileno() >= 0:
+            self._loop.add_reader(self.listener.fileno(), self._accept)
 
     async def _wrap(self, conn: _Conn, sock: socket.socket) -> None:
         try:

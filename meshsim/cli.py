@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Sequence
 
 from meshsim import __version__
+from meshsim.agent import API_PORT
 from meshsim.errors import MeshsimError, NotFoundError
 
 
@@ -534,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", nargs="+", metavar="FILE", help="compute the config from the scenario instead")
     p.add_argument("--name", help="the Node this process is (with --scenario)")
     p.add_argument("--bgp-port", type=int, default=179)
-    p.add_argument("--http-port", type=int, default=9179)
+    p.add_argument("--http-port", type=int, default=API_PORT)
     p.add_argument("--workdir", default="/tmp/meshsim-node")
     p.add_argument("--loopback", action="store_true", help="bind the 127.x address mapped from the declared one")
     p.add_argument("--dataplane", choices=("sim", "kernel"), default=None,

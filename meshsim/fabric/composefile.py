@@ -49,12 +49,13 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
+from meshsim.agent import API_PORT
 from meshsim.errors import MeshsimError
 from meshsim.oracle.expected import host_view
 from meshsim.model.cluster import Cluster
 from meshsim.model.resources import load_scenario
 
-HTTP_PORT = 9179
+HTTP_PORT = API_PORT
 WORKDIR = "/work"  # scenario folders are mounted under it; the containers' working directory
 HOST_RUNTIME_DIR = "${XDG_RUNTIME_DIR:-/run}/meshsim"  # the host's run state directory, as compose expands it
 CONTROLLER_RUNTIME_DIR = "/run/meshsim-host"  # ... mounted here in the controller

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from meshsim.agent.config import LocalState, NodeConfig, node_configs
+from meshsim.agent import API_PORT
 from meshsim.errors import RunError
 from meshsim.fabric.base import FabricBase, SnapshotSink
 from meshsim.host import procs
@@ -34,7 +35,7 @@ from meshsim.host.procstats import proc_usage
 from meshsim.logs import get_logger
 from meshsim.model.cluster import Cluster
 
-DEFAULT_HTTP_PORT = 9179
+DEFAULT_HTTP_PORT = API_PORT
 FDS_PER_NODE = 4  # listening BGP socket, HTTP listener, log file, a connection in flight
 # Descriptors per peer: at a cold start both ends dial (BIRD's peers are active on both sides), so until collision
 # resolution (RFC 4271 §6.8) keeps one, a session holds two sockets at each end. Budgeting one made a 200-node

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from meshsim.agent.config import LocalState, NodeConfig, node_configs
+from meshsim.agent import API_PORT
 from meshsim.agent.http import request
 from meshsim.errors import RunError
 from meshsim.fabric.base import FabricBase, SnapshotSink, config_body
@@ -52,7 +53,7 @@ from meshsim.logs import get_logger
 from meshsim.model.cluster import Cluster
 from meshsim.model.names import file_stem
 
-DEFAULT_HTTP_PORT = 9179
+DEFAULT_HTTP_PORT = API_PORT
 
 
 # -- only directly attached networks ------------------------------------------------------------------

@@ -31,7 +31,7 @@ from meshsim.bgp.rib import PeerInfo
 from meshsim.bgp.speaker import SpeakerConfig
 from meshsim.oracle.expected import host_view
 from meshsim.model.cluster import Cluster
-from meshsim.model.loopback import loopback_addresses
+from meshsim.model.loopback import loopback_addresses, loopback_peer_addresses
 from meshsim.model.names import file_stem
 from meshsim.model.resources import IPPool
 
@@ -231,13 +231,25 @@ def loopback_map(cluster: Cluster) -> dict[str, IPv4Address]:
     return loopback_addresses((n.name, n.address) for n in cluster.scenario.nodes)
 
 
+def peer_loopback_map(cluster: Cluster) -> dict[IPv4Address, IPv4Address]:
+    """External BGP peers' peerIP -> the 127.x address their sessions use on loopback (never the peerIP itself:
+    meshsim sends no traffic to an address a manifest names unless it created it; a test's own BGP speaker
+    listens there). Distinct from every node's loopback address."""
+    external = {p.peer_address for ps in cluster.peerings().values() for p in ps if p.peer_node is None}
+    return loopback_peer_addresses(external, loopback_map(cluster).values())
+
+
 def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Path,
                  session_addresses: dict[str, IPv4Address] | None = None, log_level: str = "info"
                  ) -> dict[str, NodeConfig]:
     """One NodeConfig per node. `session_addresses` maps node name -> the address its BGP binds
-    (default: the 127.x loopback map; the compose runner passes the declared addresses)."""
+    (default: the 127.x loopback map, external peers included: `peer_loopback_map`; the compose and netns
+    fabrics pass the declared addresses, and external peers are then dialled at their peerIP, which those
+    fabrics create or refuse)."""
     sc = cluster.scenario
+    loopback = not session_addresses
     sess = session_addresses or loopback_map(cluster)
+    peer_sess = peer_loopback_map(cluster) if loopback else {}
     by_name = {n.name: n for n in sc.nodes}
     peerings = cluster.peerings()
     pools = tuple(pool_json(p) for p in sc.pools)
@@ -254,7 +266,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             if p.peer_node is not None:
                 session = str(sess[p.peer_node])
             else:
-                session = str(p.peer_address)
+                session = str(peer_sess.get(p.peer_address, p.peer_address))
             o = p.options
             peers.append(PeerConfig(name=p.name, address=str(p.peer_address), session_address=session,
                                     port=bgp_port if p.peer_node else (p.peer_port or 179), asn=p.peer_as, passive=p.passive,
@@ -279,4 +291,4 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
     return out
 
 
-__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "field"]
+__all__ = ["NodeConfig", "PeerConfig", "LocalState", "node_configs", "loopback_map", "peer_loopback_map", "field"]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,8 +103,12 @@ def prepare_out(out: Path) -> None:
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out}: exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".meshsim-write-check-"):
-            pass
+        probe = out / f".meshsim-write-check-{os.getpid()}"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)  # a page: a full disk refuses it (an empty file needs no space)
+        finally:
+            probe.unlink(missing_ok=True)
     except OSError as exc:
         raise RunError(f"--out {out}: cannot write there ({exc.strerror or exc}); nothing was started") from None
 

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,24 +16,8 @@ from meshsim.errors import RunError
 from meshsim.model.cluster import Cluster
 from meshsim.run import runner
 from meshsim.run.runner import prepare_out, run_scenario, summary
-from tests.conftest import node_doc, pool_doc, scenario_doc
+from tests.conftest import fill, node_doc, pool_doc, scenario_doc, tmpfs
 from tests.unit.fakefabric import FakeFabric
-
-
-@contextmanager
-def tmpfs(path: Path, size: str = "64k", ro: bool = False) -> Iterator[Path]:
-    """A small tmpfs of our own at `path` (root only): read-only, or one that fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    path.mkdir(parents=True, exist_ok=True)
-    opts = f"size={size}" + (",ro" if ro else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 @pytest.fixture
@@ -85,7 +65,7 @@ def test_an_out_on_a_read_only_mount_or_a_full_disk_fails_before_anything_starts
                                            "nothing was started"):
             asyncio.run(run_scenario([scenario], out=ro / "run", progress=False, fabric_factory=factory))
     with tmpfs(tmp_path / "full") as full:
-        subprocess.run(["dd", "if=/dev/zero", f"of={full / 'fill'}", "bs=4k"], capture_output=True)
+        fill(full)
         with pytest.raises(RunError, match=r"No space left on device"):
             asyncio.run(run_scenario([scenario], out=full / "run", progress=False, fabric_factory=factory))
     assert not made

@@ -432,7 +432,8 @@ class AfterConverged:
         changes = [f"node {n} died" for n in sorted(h.observer.dead)]
         changes += [f"node {n} not running" for n in sorted(self.running - running) if n not in h.observer.dead]
         snaps = h.observer.snapshots
-        changes += [f"node {n}: BGP stopped" for n in sorted(running) if n in snaps and not snaps[n].get("bgp_running", True)]
+        changes += [f"node {n}: BGP stopped" for n in sorted(running)
+                    if n in snaps and not snaps[n].get("bgp_running", True)]
         flapped = {n: snaps[n]["counters"]["totals"].get("flaps", 0) - self.flaps.get(n, 0) for n in sorted(running)
                    if n in snaps}
         flapped = {n: f for n, f in flapped.items() if f > 0}
@@ -446,8 +447,8 @@ class AfterConverged:
         ok = conv.converged and conv.sessions_up == conv.sessions_expected and self.running <= running
         result.extra["after_converged"] = {
             "converged": ok, "seconds": round(time.time() - self.since, 1), "sessions_up": conv.sessions_up,
-            "sessions_expected": conv.sessions_expected, "flaps": sum(flapped.values()), "running": len(running & self.running),
-            "nodes": len(self.running), "changes": changes}
+            "sessions_expected": conv.sessions_expected, "flaps": sum(flapped.values()),
+            "running": len(running & self.running), "nodes": len(self.running), "changes": changes}
         if not ok:
             result.converged = False
 

@@ -1,15 +1,22 @@
-"""The same small scenario with every node a meshsim speaker, then with every node real BIRD 2, side by side.
+"""meshsim against real BIRD on the same generated clusters, side by side in one run (root).
 
-    sudo .venv/bin/python benchmarks/bird_vs_meshsim.py [--nodes 6] [--runs 3] [--design mesh|rr]
+    sudo .venv/bin/python benchmarks/bird_vs_meshsim.py [--cases mesh:50,rr:50,mesh:100,rr:100] [--runs 3]
 
---nodes counts all nodes, route reflectors included (--design rr --nodes 6: 2 reflectors + 4 clients).
-
-Both runs use `--isolation netns` (one network namespace per node, on a bridge), the same Calico resources, hold
-9 s / keepalive 3 s, IPIP Never, 2 pods per node. Per run: cold start (all sessions Established, every table equal
-to its expected table, timed from the first process start), then one event (70 pods on one node: a new block every
-other node must learn). Figures are medians over the runs; the ratio column is BIRD / meshsim.
-CPU and RSS are per node: the node process (meshsim agent, or the birdnode adapter) and its BGP engine (ExaBGP, or
-BIRD) separately, so the engine's own cost is visible.
+N counts all nodes, reflectors included (rr:50 is 2 route reflectors + 48 clients). Each case runs twice per
+repetition: every node a meshsim node (meshsim's default: worker processes on this machine, BGP on 127.x) and
+every node real BIRD 2 (`implementation: bird` in `--isolation netns`: one namespace per node, Calico's bird.cfg
+as confd renders it, started as calico-node starts it: `bird -R`). Both sides run Calico's timers (connect delay
+2 s, connect retry 5 s, error wait 5,30, graceful restart) with hold 9 s / keepalive 3 s, IPIP Never, 2 pods per
+node. Per run:
+- cold start: every process and agent is up with BGP held (BIRD daemons with their BGP protocols disabled);
+  the clock starts when BGP is released on every node at once, and stops when every table equals its expected
+  table and every session is Established;
+- a new block: 70 pods on one node, until every node holds the new block;
+- a graceful stop: one node stops (Cease to every peer), until every other node has withdrawn it;
+- memory: the BGP engines (meshsim's worker processes; the BIRD daemons), after convergence; the BIRD nodes'
+  Python agents are reported apart (they are meshsim's adapter around BIRD, not BGP);
+- idle CPU: CPU seconds the engines use over an idle window after convergence, per second of it.
+Figures are medians over the runs; the ratio column is meshsim / BIRD (under 1: meshsim is faster or smaller).
 """
 
 from __future__ import annotations
@@ -22,90 +29,109 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from meshsim.model.generate import cluster_yaml  # noqa: E402
+from meshsim.fabric.local import WorkerFabric  # noqa: E402
+from meshsim.fabric.netns import NetnsFabric  # noqa: E402
+from meshsim.host.procstats import proc_usage  # noqa: E402
 from meshsim.logs import configure  # noqa: E402
 from meshsim.model.cluster import Cluster  # noqa: E402
+from meshsim.model.generate import cluster_yaml  # noqa: E402
 from meshsim.model.resources import load_scenario  # noqa: E402
 from meshsim.run.harness import Harness  # noqa: E402
-from meshsim.fabric.netns import NetnsFabric  # noqa: E402
+
+IDLE_WINDOW = 10.0
 
 
 def scenario_text(impl: str, nodes: int, design: str) -> str:
-    return cluster_yaml(f"bench-{impl}", nodes, design=design, ipip="Never", subnet="192.168.50.0/24",
-                        implementation=impl)
+    return cluster_yaml(f"bench-{design}-{nodes}-{impl}", nodes, design=design, ipip="Never",
+                        subnet="192.168.48.0/22", implementation="bird" if impl == "bird" else None)
 
 
-async def one_run(impl: str, nodes: int, design: str, http_port: int) -> dict[str, float]:
+def engine_usage(h: Harness, impl: str) -> tuple[float, int, int]:
+    """(CPU seconds, RSS bytes) of the BGP engines, and the RSS of BIRD's agents (0 for meshsim)."""
+    workers = h.fabric.describe().get("workers", [])
+    if impl == "meshsim":
+        usage = [proc_usage(w["pid"]) for w in workers if w["pid"]]
+        return sum(c for c, _ in usage), sum(r for _, r in usage), 0
+    pids = {s["counters"]["usage"]["pid"] for s in h.observer.snapshots.values() if s["counters"]["usage"]["pid"]}
+    usage = [proc_usage(p) for p in pids]
+    agents = sum(proc_usage(w["pid"])[1] for w in workers if w["pid"])
+    return sum(c for c, _ in usage), sum(r for _, r in usage), agents
+
+
+async def one_run(impl: str, nodes: int, design: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="meshsim-bench-") as d:
         path = Path(d) / "s.yaml"
         path.write_text(scenario_text(impl, nodes, design))
         cluster = Cluster.build(load_scenario([path]))
-        fabric = NetnsFabric(cluster, http_port=http_port)
+        fabric = WorkerFabric(cluster) if impl == "meshsim" else NetnsFabric(cluster)
         async with Harness(cluster, fabric=fabric) as h:
-            conv = await h.converge(90)
+            conv = await h.converge(300)
             if not conv.converged or conv.sessions_up != conv.sessions_expected:
-                raise SystemExit(f"{impl}: cold start did not converge: {conv.sessions_up}/{conv.sessions_expected} "
-                                 f"sessions, {conv.nodes_converged}/{len(conv.diffs)} tables")
-            snaps = dict(h.observer.snapshots)
-            cold = {"established_s": conv.sessions_time or 0.0, "converged_s": conv.time or 0.0}
+                raise SystemExit(f"{impl} {design}:{nodes}: cold start did not converge: {conv.sessions_up}/"
+                                 f"{conv.sessions_expected} sessions, {conv.nodes_converged}/{conv.nodes} tables")
+            cpu0, rss, agents = engine_usage(h, impl)
+            t0 = time.monotonic()
+            await asyncio.sleep(IDLE_WINDOW)
+            cpu1, _, _ = engine_usage(h, impl)
+            idle = (cpu1 - cpu0) / (time.monotonic() - t0)
+            node = "node1"
             t = time.time()
-            await h.add_pods("node1", 70)
-            ev = await h.converge(60, since=t)
-            if not ev.converged:
+            await h.add_pods(node, 70)
+            block = await h.converge(120, since=t)
+            if not block.converged:
                 raise SystemExit(f"{impl}: the new block did not reach every node")
-            await asyncio.sleep(0.5)
-            await h.observer.refresh(h.running())
-            after = dict(h.observer.snapshots)
-
-        def per_node(snapshots: dict, part: str, key: str) -> float:
-            vals = [s["counters"]["usage"][part][key] for s in snapshots.values()]
-            return sum(vals) / len(vals)
-
-        return {
-            "sessions Established (s)": cold["established_s"],
-            "cold start converged (s)": cold["converged_s"],
-            "new block on every node (s)": ev.time or 0.0,
-            "agent CPU per node (s)": per_node(after, "node", "cpu_seconds"),
-            "engine CPU per node (s)": per_node(after, "exabgp", "cpu_seconds"),
-            "agent RSS per node (MiB)": per_node(snaps, "node", "rss_bytes") / 2**20,
-            "engine RSS per node (MiB)": per_node(snaps, "exabgp", "rss_bytes") / 2**20,
-        }
+            t = time.time()
+            await h.stop_node("node2")
+            stop = await h.converge(120, since=t)
+            if not stop.converged:
+                raise SystemExit(f"{impl}: the stopped node was not withdrawn everywhere")
+        return {"cold start converged (s)": conv.time or 0.0,
+                "all sessions Established (s)": conv.sessions_time or 0.0,
+                "new block on every node (s)": block.time or 0.0,
+                "graceful stop withdrawn (s)": stop.time or 0.0,
+                "engines memory (MiB)": rss / 2**20,
+                "idle CPU (cores)": idle,
+                "BIRD agents memory (MiB)": agents / 2**20}
 
 
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=6, help="all nodes, reflectors included (default 6)")
+    ap.add_argument("--cases", default="mesh:50,rr:50,mesh:100,rr:100", help="design:N,... (N counts all nodes)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--design", choices=("mesh", "rr"), default="mesh")
-    ap.add_argument("--http-port", type=int, default=39179)
     args = ap.parse_args()
     if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
+        print("needs root (BIRD nodes run in network namespaces)", file=sys.stderr)
         return 2
-    configure("warning")
-    results: dict[str, list[dict[str, float]]] = {"meshsim": [], "bird": []}
-    for r in range(args.runs):
-        for impl in ("meshsim", "bird"):
-            results[impl].append(await one_run(impl, args.nodes, args.design, args.http_port))
-            print(f"run {r + 1}/{args.runs} {impl}: done", file=sys.stderr)
-    keys = list(results["meshsim"][0])
-    med = {impl: {k: statistics.median(run[k] for run in runs) for k in keys} for impl, runs in results.items()}
-    total = args.nodes
-    print(f"\n{args.design}, {total} nodes, netns isolation, medians of {args.runs} runs "
-          f"(BIRD {os.popen('bird --version 2>&1').read().strip().split()[-1]}, ExaBGP meshsim speaker)\n")
-    print(f"| {'figure':<30} | {'all meshsim':>12} | {'all BIRD':>12} | {'BIRD / meshsim':>14} |")
-    print(f"|{'-' * 32}|{'-' * 14}|{'-' * 14}|{'-' * 16}|")
-    for k in keys:
-        a, b = med["meshsim"][k], med["bird"][k]
-        ratio = f"{b / a:.2f}x" if a and b else "-"
-
-        def cell(v: float) -> str:  # CPU comes in clock ticks (10 ms): 0 means less than one tick
-            return f"{v:.3f}" if v or "CPU" not in k else "<0.010"
-
-        print(f"| {k:<30} | {cell(a):>12} | {cell(b):>12} | {ratio:>14} |")
+    configure("error")
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
+    table: list[tuple[str, dict[str, dict[str, float]]]] = []
+    for design, n in cases:
+        runs: dict[str, list[dict[str, float]]] = {"meshsim": [], "bird": []}
+        for r in range(args.runs):
+            for impl in ("meshsim", "bird"):
+                runs[impl].append(await one_run(impl, n, design))
+                print(f"{design}:{n} run {r + 1}/{args.runs} {impl}: cold "
+                      f"{runs[impl][-1]['cold start converged (s)']:.2f} s", file=sys.stderr)
+        med = {impl: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for impl, rs in runs.items()}
+        table.append((f"{design} {n}" if design == "mesh" else f"2 RR + {n - 2}", med))
+    bird = os.popen("bird --version 2>&1").read().strip().split()[-1]
+    print(f"\nmedians of {args.runs} runs; meshsim: default workers on 127.x; BIRD {bird}: one daemon per namespace; "
+          "hold 9 s / keepalive 3 s, Calico's timers\n")
+    print("| case | figure | meshsim | BIRD | meshsim / BIRD |")
+    print("|---|---|---|---|---|")
+    for label, med in table:
+        for k in med["meshsim"]:
+            a, b = med["meshsim"][k], med["bird"][k]
+            if k.startswith("BIRD agents"):
+                print(f"| {label} | {k} | - | {b:.1f} | - |")
+                continue
+            digits = 3 if "CPU" in k else (1 if "MiB" in k else 2)
+            ratio = f"{a / b:.2f}" if b else "-"
+            print(f"| {label} | {k} | {a:.{digits}f} | {b:.{digits}f} | {ratio} |")
     return 0
 
 

@@ -88,6 +88,10 @@ class NodeAgent:
                       bgp=f"{self.config.session_address}:{self.config.bgp_port}", peers=len(self.config.peers))
         if not hold_bgp:
             await self.engine.start()
+        else:
+            prepare = getattr(self.engine, "prepare", None)
+            if prepare is not None:  # an engine with a process of its own starts it now, BGP held back
+                await prepare()
         self.touch()
 
     async def close_http(self) -> None:

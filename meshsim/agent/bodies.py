@@ -46,15 +46,18 @@ def _strings(body: dict[str, Any], key: str, check: Any, what: str) -> tuple[str
     return tuple(out)
 
 
+_CIDR_LISTS = ("blocks", "affine", "originate", "static_routes", "reject_cidrs", "rr_accept")
+
+
 def local_state(body: Any) -> LocalState:
-    """POST /local: {"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]], "originate": [CIDR]}."""
-    body = _object(body, "blocks, affine, workloads, originate")
-    unknown = set(body) - {"blocks", "affine", "workloads", "originate"}
+    """POST /local: LocalState.to_json()'s shape ({"blocks": [CIDR], "affine": [CIDR], "workloads": [[IP, IFACE]],
+    "originate": [CIDR], "static_routes", "reject_cidrs", "rr_accept": [CIDR], "tunnel": IP|null}), all checked."""
+    known = (*_CIDR_LISTS, "workloads", "tunnel")
+    body = _object(body, ", ".join(known))
+    unknown = set(body) - set(known)
     if unknown:
-        raise _bad(sorted(unknown)[0], "one of blocks, affine, workloads, originate", sorted(unknown)[0])
-    blocks = _strings(body, "blocks", IPv4Network, "an IPv4 CIDR")
-    affine = _strings(body, "affine", IPv4Network, "an IPv4 CIDR")
-    originate = _strings(body, "originate", IPv4Network, "an IPv4 CIDR")
+        raise _bad(sorted(unknown)[0], f"one of {', '.join(known)}", sorted(unknown)[0])
+    lists = {key: _strings(body, key, IPv4Network, "an IPv4 CIDR") for key in _CIDR_LISTS}
     raw = body.get("workloads", [])
     if not isinstance(raw, list):
         raise _bad("workloads", "a list of [IP, interface]", raw)
@@ -69,7 +72,13 @@ def local_state(body: Any) -> LocalState:
         if not w[1] or len(w[1]) > 15 or any(c.isspace() or c == "/" for c in w[1]):
             raise _bad(f"workloads[{i}][1]", "an interface name (1-15 characters, no spaces or /)", w[1])
         workloads.append((w[0], w[1]))
-    return LocalState(blocks=blocks, affine=affine, workloads=tuple(workloads), originate=originate)
+    tunnel = body.get("tunnel")
+    if tunnel is not None:
+        try:
+            IPv4Address(tunnel)
+        except (ValueError, TypeError):
+            raise _bad("tunnel", "an IPv4 address or null", tunnel) from None
+    return LocalState(workloads=tuple(workloads), tunnel=tunnel, **lists)
 
 
 _PEER_FIELDS = {f.name: f for f in fields(PeerConfig)}

@@ -155,6 +155,7 @@ class NodeConfig:
     http_address: str | None = None  # serve HTTP here instead of on session_address (netns runner: a 127.x address)
     bgp_netns: str | None = None  # the BGP engine's sockets (or BIRD) live in this network namespace
     recovery: bool = True  # start as calico-node starts BIRD (`bird -R`): graceful-restart recovery
+    restart_wait: float = 240.0  # BIRD's global `graceful restart wait`: the longest a recovery waits
     implementation: str = "meshsim"  # the node's BGP engine: meshsim (its own sessions) or bird (real BIRD 2)
     communities: tuple[dict[str, Any], ...] = ()  # prefixAdvertisements: [{"cidr", "communities": [...]}]
     bgp_filters: tuple[dict[str, Any], ...] = ()  # every BGPFilter: [{"name", "importV4": [...], "exportV4": [...]}]
@@ -282,7 +283,7 @@ def node_configs(cluster: Cluster, *, bgp_port: int, http_port: int, workdir: Pa
             asn=sc.asn(by_name[node.name]), cluster_id=str(node.rr_cluster_id) if node.rr_cluster_id else None,
             hold_time=hold, keepalive_time=keep, pools=pools, peers=tuple(peers), local=LocalState.of(cluster, node.name),
             workdir=str(workdir / file_stem(node.name)), log_level=log_level,
-            implementation=sc.host(node.name).implementation,
+            implementation=sc.host(node.name).implementation, restart_wait=sc.spec.timers.restart_wait,
             communities=tuple({"cidr": str(a.cidr), "communities": list(a.communities)}
                               for a in bgp.prefix_advertisements),
             bgp_filters=filters, listen_port=bgp.listen_port, bind_mode=bgp.bind_mode,

@@ -39,12 +39,12 @@ from meshsim.agent.agent import NodeAgent
 from meshsim.agent.config import NodeConfig
 from meshsim.agent.netctx import NetContext
 from meshsim.errors import MeshsimError
+from meshsim.host.procstats import proc_usage
 from meshsim.logs import configure, file_logger, get_logger
 from meshsim.routes.routetable import Route
 
 PUSH_INTERVAL = 0.02
 PR_SET_PDEATHSIG = 1
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def die_with_parent() -> None:
@@ -64,14 +64,6 @@ def bind_error(exc: OSError, where: str) -> str:
     return f"{exc.strerror or exc} ({where})"
 
 
-def rss_bytes(pid: int | str = "self") -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 class Worker:
     """The nodes of one process and the channel to the runner."""
 
@@ -87,7 +79,7 @@ class Worker:
         self.dirty: set[str] = set()
         self.wake = asyncio.Event()
         self.done = asyncio.Event()
-        self._rss = (0.0, 0)
+        self._usage: tuple[float, tuple[float, int]] = (0.0, (0.0, 0))
 
     # -- the channel ------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -138,16 +130,16 @@ class Worker:
                     self.reply(op, name, ok=False, error=bind_error(exc, where))
                     return
                 self.reply(op, name, pid=os.getpid())
-            case "release":
+            case "release":  # every node at once: a cold start is timed from this instant
+                names = [n for n in msg.get("nodes", []) if n in self.nodes]
+                results = await asyncio.gather(*(self.nodes[n].engine.start() for n in names), return_exceptions=True)
                 failed = []
-                for n in msg.get("nodes", []):
-                    if n in self.nodes:
-                        try:
-                            await self.nodes[n].engine.start()
-                        except OSError as exc:
-                            cfg = self.nodes[n].config
-                            where = f"{cfg.session_address} BGP port {cfg.bgp_port}"
-                            failed.append(f"node {n}: {bind_error(exc, where)}")
+                for n, res in zip(names, results):
+                    if isinstance(res, OSError):
+                        cfg = self.nodes[n].config
+                        failed.append(f"node {n}: {bind_error(res, f'{cfg.session_address} BGP port {cfg.bgp_port}')}")
+                    elif isinstance(res, BaseException):
+                        raise res
                 self.reply(op, None, ok=not failed, error="; ".join(failed[:3]) or None)
             case "stop":
                 await self.stop(name)
@@ -162,13 +154,18 @@ class Worker:
                 self.reply(str(op), name, ok=False, error=f"unknown op {op!r}")
 
     # -- nodes ---------------------------------------------------------------------------------------
-    def _rss_share(self) -> int:
-        t, rss = self._rss
+    def _share(self, busy: float) -> tuple[float, int]:
+        """A node's share of this process: CPU seconds in proportion to the time its callbacks ran (all
+        nodes' busy times add up to the worker's CPU spent on BGP), memory an equal part of the RSS. The
+        process figures are read at most once a second."""
+        t, (cpu, rss) = self._usage
         now = time.monotonic()
         if now - t > 1.0:
-            rss = rss_bytes()
-            self._rss = (now, rss)
-        return rss // max(1, len(self.nodes) + len(self.frozen))
+            cpu, rss = proc_usage(os.getpid())
+            self._usage = (now, (cpu, rss))
+        total = sum(getattr(a.engine, "busy", 0.0) for a in (*self.nodes.values(), *self.frozen.values()))
+        nodes = max(1, len(self.nodes) + len(self.frozen))
+        return (cpu * busy / total if total > 0 else cpu / nodes), rss // nodes
 
     async def start(self, config: NodeConfig, *, hold_bgp: bool, restart: bool) -> None:
         name = config.name
@@ -210,7 +207,7 @@ class Worker:
         from meshsim.engines.native.engine import NativeEngine
 
         return NativeEngine(config, net=NetContext(config.bgp_netns), log=log, on_change=changed, kept_routes=kept,
-                            rss_share=self._rss_share, dataplane=dataplane)
+                            share=self._share, dataplane=dataplane)
 
     async def stop(self, name: str) -> None:
         agent = self.nodes.pop(name, None) or self.frozen.pop(name, None)

@@ -183,7 +183,10 @@ class TcpClosed:
 
 @dataclass(frozen=True)
 class Tick:
-    """Time passed: run whatever timers are due at `now`."""
+    """Time passed: run whatever timers are due at `now`. `rx_ready(conn)`: whether bytes wait unread on a
+    connection (the adapter's view of its socket; BIRD's sk_rx_ready()), asked before a hold timer kills it."""
+
+    rx_ready: Callable[[int], bool] | None = None
 
 
 Event: TypeAlias = Start | Stop | Reset | TcpConnected | TcpFailed | TcpAccepted | TcpData | TcpClosed | Tick
@@ -345,10 +348,12 @@ class Session:
 
     @property
     def deadline(self) -> float | None:
-        times = [t for t in (self.startup_at, self.stale_until) if t is not None]
-        for c in (self.out, self.inc):
-            times += [t for t in (c.connect_at, c.hold_at, c.keepalive_at) if t is not None]
-        return min(times) if times else None
+        best: float | None = None
+        for t in (self.startup_at, self.stale_until, self.out.connect_at, self.out.hold_at, self.out.keepalive_at,
+                  self.inc.connect_at, self.inc.hold_at, self.inc.keepalive_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     # -- the one entry point ------------------------------------------------------------------------
 
@@ -384,8 +389,8 @@ class Session:
                 c = self.conn(cid)
                 if c is not None:
                     self._sock_err(c, err, now, out)
-            case Tick():
-                self._tick(now, out)
+            case Tick(rx_ready=rx_ready):
+                self._tick(now, out, rx_ready)
             case _:
                 raise TypeError(f"not a session event: {event!r}")
         return out
@@ -486,7 +491,7 @@ class Session:
 
     # -- timers -----------------------------------------------------------------------------------------
 
-    def _tick(self, now: float, out: list[Action]) -> None:
+    def _tick(self, now: float, out: list[Action], rx_ready: Callable[[int], bool] | None = None) -> None:
         if self.startup_at is not None and now >= self.startup_at:
             self._startup(now)
         if self.stale_until is not None and now >= self.stale_until:
@@ -502,6 +507,11 @@ class Session:
                     else:
                         c.reset()
             if c.hold_at is not None and now >= c.hold_at and c.state >= ConnState.OPENSENT:
+                if rx_ready is not None and rx_ready(c.id):
+                    # bgp_hold_timeout(): "if there is something in input queue, we are probably congested
+                    # and perhaps just not processed BGP packets in time" -> 10 s more, not an error.
+                    c.hold_at = now + 10.0
+                    continue
                 self._error(c, 4, 0, b"", now, out)  # bgp_hold_timeout() -> bgp_error(conn, 4, 0)
                 continue
             if c.keepalive_at is not None and now >= c.keepalive_at and c.state >= ConnState.OPENCONFIRM:
@@ -623,6 +633,11 @@ class Session:
             self._decision(now)
 
     def _data(self, c: Conn, data: bytes, now: float, out: list[Action]) -> None:
+        if data == codec.KEEPALIVE_BYTES and not c.buffer and c.state is ConnState.ESTABLISHED:
+            # the common case of an idle session, without framing and decoding
+            self.counters.count(self.counters.messages_in, "keepalive")
+            self._hold(c, now)
+            return
         c.buffer += data
         try:
             raws, used = codec.frame(c.buffer)

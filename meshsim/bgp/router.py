@@ -238,7 +238,7 @@ class Router:
                 else:
                     self._session(name, event, now, out)
             case fsm.Tick():
-                self._tick(now, out)
+                self._tick(now, out, event)
             case StartAll():
                 self.running = True
                 for name in sorted(self.peers):
@@ -290,7 +290,7 @@ class Router:
             peer.scheduled = d
             heapq.heappush(self._heap, (d, name))
 
-    def _tick(self, now: float, out: list[Action]) -> None:
+    def _tick(self, now: float, out: list[Action], tick: fsm.Tick) -> None:
         if self.recovery_deadline is not None and now >= self.recovery_deadline:
             self._end_recovery("graceful restart wait ran out", now, out)
         while self._heap and self._heap[0][0] <= now:
@@ -299,7 +299,7 @@ class Router:
             if peer is None or peer.scheduled != when:
                 continue  # stale entry
             peer.scheduled = None
-            self._session(name, fsm.Tick(), now, out)
+            self._session(name, tick, now, out)
 
     # -- sessions -----------------------------------------------------------------------------------------------
 

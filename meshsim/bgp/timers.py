@@ -68,4 +68,4 @@ def jittered(value: float, rng: random.Random) -> float:
     the timer runs for `value` minus a random part of up to a quarter of it."""
     if value <= 0:
         return 0.0
-    return value - rng.uniform(0.0, value / 4.0)
+    return value - rng.random() * value / 4.0

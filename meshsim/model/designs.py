@@ -1,13 +1,15 @@
 """The two BGP designs of one cluster, as Calico resources: the node-to-node mesh and route reflectors.
 
 Owns `design_of(scenario)`, `pick_reflectors(...)`, `route_reflector_design(scenario, names)`,
-`full_mesh_design(scenario)` and `migration_events(before, after)`. Route reflectors are set up the way
+`full_mesh_design(scenario)` and `migration_events(before, after, after_docs)`. Route reflectors are set up the way
 Calico's docs do it (networking/configuring/bgp.mdx): each chosen node gets a `routeReflectorClusterID`
 (one shared ID) and the label `route-reflector=true`, one BGPPeer `peer-with-route-reflectors`
 (`nodeSelector: all()`, `peerSelector: route-reflector == 'true'`) peers every node with them, and the
 BGPConfiguration turns `nodeToNodeMeshEnabled` off. meshsim's own choice of reflectors spreads them over
 the `topology.kubernetes.io/zone` label (when nodes carry it) and then over subnets. Every function
-returns a new Scenario (or events); `meshsim.model.render` writes them as YAML. Pure: no I/O, no clock.
+returns a new Scenario (or events) that keeps everything the design does not change (services, filters,
+passwords, IPAM state...); `meshsim.model.sources.derive` writes it as the user's own documents with only
+those changes made. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from ipaddress import IPv4Address
 from typing import Any, Sequence
 
 from meshsim.errors import ScenarioError, SelectorError
-from meshsim.model.render import bgpconfig_dict, bgppeer_dict, node_dict
+from meshsim.model.render import resource_dict
 from meshsim.model.resources import BGPPeer, Node, Scenario
 from meshsim.model.selectors import parse as parse_selector
+from meshsim.model.sources import Sources, key_of
 
 RR_LABEL = "route-reflector"
 RR_PEER = BGPPeer(name="peer-with-route-reflectors", node_selector="all()",
@@ -126,7 +129,10 @@ def pick_reflectors(scenario: Scenario, count: int | None = None, selector: str 
 
 def route_reflector_design(scenario: Scenario, reflectors: Sequence[str],
                            cluster_id: IPv4Address = DEFAULT_CLUSTER_ID) -> Scenario:
-    """The cluster with `reflectors` as route reflectors, set up as Calico's docs prescribe."""
+    """The cluster with `reflectors` as route reflectors, set up as Calico's docs prescribe. Everything else
+    stays; the mesh's own session settings move to the reflector BGPPeer, which now carries the node-to-node
+    sessions: `nodeMeshPassword` becomes its `password` and `nodeMeshMaxRestartTime` its `maxRestartTime`
+    (Calico's validator refuses both on a BGPConfiguration whose mesh is off)."""
     chosen = set(reflectors)
     unknown = chosen - {n.name for n in scenario.nodes}
     if unknown:
@@ -141,9 +147,15 @@ def route_reflector_design(scenario: Scenario, reflectors: Sequence[str],
         else:
             n = replace(n, rr_cluster_id=None)
         nodes.append(replace(n, labels=tuple(sorted(labels.items()))))
+    bgp = scenario.bgp
+    peer = replace(RR_PEER, password_ref=bgp.node_mesh_password_ref, password=bgp.node_mesh_password,
+                   max_restart_time=bgp.node_mesh_max_restart_time)
     peers = [p for p in scenario.peers if p.name != RR_PEER.name]
-    return replace(scenario, nodes=tuple(nodes), peers=(*peers, RR_PEER),
-                   bgp=replace(scenario.bgp, node_to_node_mesh_enabled=False))
+    mesh_only = {"nodeMeshPassword", "nodeMeshMaxRestartTime"}
+    bgp = replace(bgp, node_to_node_mesh_enabled=False, node_mesh_password_ref=None, node_mesh_password=None,
+                  node_mesh_max_restart_time=None,
+                  fields_set=(bgp.fields_set - mesh_only) | {"nodeToNodeMeshEnabled"})
+    return replace(scenario, nodes=tuple(nodes), peers=(*peers, peer), bgp=bgp)
 
 
 def _selects_only(scenario: Scenario, selector: str | None, node: str | None, names: set[str]) -> bool:
@@ -157,10 +169,12 @@ def _selects_only(scenario: Scenario, selector: str | None, node: str | None, na
 
 def full_mesh_design(scenario: Scenario) -> Scenario:
     """The cluster as a node-to-node mesh: no cluster IDs, the mesh on, and the BGPPeers that peer nodes
-    with the reflectors gone (peers outside the cluster, such as ToRs, stay)."""
+    with the reflectors gone (peers outside the cluster, such as ToRs, stay). A password or maxRestartTime
+    that every dropped peer shares moves to `nodeMeshPassword` / `nodeMeshMaxRestartTime`, so the mesh's
+    sessions keep them (the reverse of `route_reflector_design`)."""
     rrs = set(reflectors_of(scenario))
     by_ip = {n.address: n.name for n in scenario.nodes}
-    keep = []
+    keep, dropped = [], []
     for p in scenario.peers:
         if p.peer_ip is not None and p.peer_ip not in by_ip:
             keep.append(p)  # an external peer
@@ -169,28 +183,46 @@ def full_mesh_design(scenario: Scenario) -> Scenario:
                           else _selects_only(scenario, p.peer_selector, None, rrs))
         local_only_rr = _selects_only(scenario, p.node_selector, p.node, rrs)
         if remote_only_rr or local_only_rr:
+            dropped.append(p)
             continue
         keep.append(p)
     nodes = tuple(replace(n, rr_cluster_id=None) for n in scenario.nodes)
-    return replace(scenario, nodes=nodes, peers=tuple(keep), bgp=replace(scenario.bgp, node_to_node_mesh_enabled=True))
+    bgp = replace(scenario.bgp, node_to_node_mesh_enabled=True)
+    if scenario.bgp.node_to_node_mesh_enabled is False and "nodeToNodeMeshEnabled" not in bgp.fields_set:
+        bgp = replace(bgp, fields_set=bgp.fields_set | {"nodeToNodeMeshEnabled"})
+    refs = {p.password_ref for p in dropped}
+    if len(refs) == 1 and None not in refs and bgp.node_mesh_password_ref is None:
+        bgp = replace(bgp, node_mesh_password_ref=dropped[0].password_ref, node_mesh_password=dropped[0].password,
+                      fields_set=bgp.fields_set | {"nodeMeshPassword"})
+    restarts = {p.max_restart_time for p in dropped}
+    if len(restarts) == 1 and None not in restarts and bgp.node_mesh_max_restart_time is None:
+        bgp = replace(bgp, node_mesh_max_restart_time=next(iter(restarts)),
+                      fields_set=bgp.fields_set | {"nodeMeshMaxRestartTime"})
+    return replace(scenario, nodes=nodes, peers=tuple(keep), bgp=bgp)
 
 
-def migration_events(before: Scenario, after: Scenario) -> list[dict[str, Any]]:
-    """Timeline events that turn the running `before` into `after` in the order of Calico's docs: the
-    BGPPeer first (it selects nobody yet), then each reflector Node (cluster ID and label), then the mesh
-    off. What `scenarios/mesh-to-rr.yaml` does by hand, for any cluster."""
+def migration_events(before: Scenario, after: Scenario, after_docs: Sources) -> list[dict[str, Any]]:
+    """Timeline events that turn the running `before` (a mesh) into `after` (route reflectors, whose documents
+    are `after_docs`) in the order of Calico's docs: each BGPPeer first (it selects nobody yet), then each
+    reflector Node (cluster ID and label), then the BGPConfiguration (mesh off). Each event applies the
+    resource as `after_docs` hold it, every field of the user's document included. What
+    `scenarios/mesh-to-rr.yaml` does by hand, for any cluster."""
     events: list[dict[str, Any]] = []
-    old_peers = {p.name: p for p in before.peers}
-    for p in after.peers:
-        if old_peers.get(p.name) != p:
-            events.append({"action": "apply", "label": f"BGPPeer {p.name}", "resource": bgppeer_dict(p)})
-    old_nodes = {n.name: n for n in before.nodes}
-    for n in after.nodes:
-        if old_nodes.get(n.name) != n:
-            what = "route reflector" if n.rr_cluster_id is not None else "updated"
-            events.append({"action": "apply", "label": f"{n.name} becomes a {what}" if n.rr_cluster_id
-                           else f"{n.name} {what}", "resource": node_dict(n)})
-    if before.bgp != after.bgp:
-        label = "turn the mesh off" if not after.bgp.node_to_node_mesh_enabled else "BGPConfiguration"
-        events.append({"action": "apply", "label": label, "resource": bgpconfig_dict(after.bgp)})
+    old = {key_of(r): r for r in (*before.peers, *before.nodes, before.bgp)}
+    for res in (*after.peers, *after.nodes, after.bgp):
+        key = key_of(res)
+        if old.get(key) == res:
+            continue
+        resource = after_docs.resource(key)
+        if resource is None:  # the default configuration, implicit in the user's files
+            resource = resource_dict(res, after_docs.calico_api)
+        match res:
+            case BGPPeer():
+                label = f"BGPPeer {res.name}"
+            case Node():
+                label = f"{res.name} becomes a route reflector" if res.rr_cluster_id is not None \
+                    else f"{res.name} updated"
+            case _:
+                label = "turn the mesh off" if not res.node_to_node_mesh_enabled else "BGPConfiguration"
+        events.append({"action": "apply", "label": label, "resource": resource})
     return events

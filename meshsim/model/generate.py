@@ -7,7 +7,9 @@ routeReflectorClusterID and the label route-reflector=true, one BGPPeer `nodeSel
 user's own cluster grown or shrunk to n nodes, for `meshsim compare --nodes`: generated node k is a copy
 of the user's node k (cycling), with its labels, subnet, AS, workloads and host facts; the first copy of
 each user node keeps its address, and the timeline is replayed by position (the k-th node named in an
-event is generated node k). In both, a size counts ALL nodes, route reflectors included. Pure.
+event is generated node k), and every cluster-wide resource (pools, BGP configuration, ToR peers, filters,
+secrets, services) is kept; `meshsim.model.sources.derive` writes it as the user's documents with the nodes
+and per-node resources changed. In both, a size counts ALL nodes, route reflectors included. Pure.
 """
 
 from __future__ import annotations
@@ -124,6 +126,22 @@ def _added_nodes(scenario: Scenario) -> tuple[set[str], set[IPv4Address]]:
     return names, addrs
 
 
+def _pinned_pods(scenario: Scenario) -> dict[str, int]:
+    """Pods per node that the scenario's own state pins: its WorkloadEndpoints (and v1 Pods) when it has any,
+    otherwise the workload allocations of its IPAM blocks (meshsim.model.ipamstate reads them the same way)."""
+    counts: dict[str, int] = {}
+    if scenario.endpoints:
+        for w in scenario.endpoints:
+            counts[w.node] = counts.get(w.node, 0) + 1
+        return counts
+    for b in scenario.ipam_blocks:
+        for a in b.allocations:
+            node = a.node or b.affinity
+            if a.type is None and node is not None:
+                counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
 @dataclass(frozen=True)
 class Resized:
     """A generated cluster and how it relates to the user's."""
@@ -181,7 +199,7 @@ def _addresses(scenario: Scenario, templates: list[Node], n: int, reserved: set[
     for a, b in ((a, b) for a in wide.values() for b in wide.values() if a < b):
         if a.overlaps(b):
             raise _error(scenario, f"widened subnets {a} and {b} overlap", "a smaller size", n)
-    gateways = {scenario.host(t.name).gateway_for(wide[t.subnet]) for t in templates}
+    gateways = {scenario.host(t.name).gateway_for(wide[t.subnet]) for t in templates[:n]}
     taken = {t.address for t in templates[:n]} | reserved | gateways
     free: dict[IPv4Network, Any] = {net: iter(net.hosts()) for net in wide.values()}
     out = []
@@ -204,9 +222,14 @@ def resized(scenario: Scenario, n: int, *, first: Sequence[str] = (), name: str 
     Template order: the nodes the timeline names (first mention first), then `first` (e.g. the reflectors
     chosen at the user's size), then the rest in file order. Generated node k (`node<k>`) copies template
     k mod M: labels (but `route-reflector`), subnet, AS, pods (`pods` overrides), host facts; copy k < M is the
-    template itself (name and address kept), later copies are `<prefix><k>`. BGPPeers
-    follow: selector ones as they are, `node: X` ones once per copy of X. Pinned BlockAffinities and
-    WorkloadEndpoints become pod counts. The timeline's node names are mapped by position.
+    template itself (name and address kept), later copies are `<prefix><k>`. Per-node resources follow:
+    `node: X` BGPPeers and `node.X` BGPConfigurations once per copy of X (the first copy keeps the name).
+    Cluster-wide resources stay as they are: IPPools, IPReservations, the default BGPConfiguration, BGPPeers
+    by selector or to addresses outside the cluster (a peerIP of a node left out is dropped), BGPFilters,
+    Secrets, Services; Endpoints keep the addresses on nodes that are generated. The IPAM state
+    (IPAMBlocks, IPAMHandles, BlockAffinities, WorkloadEndpoints and Pods) becomes pod counts per node, and
+    pinned tunnel addresses go: the generated cluster allocates as a new one would. The timeline's node
+    names are mapped by position. Every such change is said in `Resized.notes`.
     """
     from meshsim.model.designs import RR_LABEL
 
@@ -216,6 +239,7 @@ def resized(scenario: Scenario, n: int, *, first: Sequence[str] = (), name: str 
                      "cluster needs at least that many" if len(named) >= 2 else "a cluster needs at least 2 nodes",
                      f"at least {max(2, len(named))}", n)
     by_name = {nd.name: nd for nd in scenario.nodes}
+    by_address = {nd.address: nd.name for nd in scenario.nodes}
     order = named + [f for f in first if f in by_name and f not in named]
     order += [nd.name for nd in scenario.nodes if nd.name not in order]
     templates = [by_name[x] for x in order]
@@ -237,11 +261,11 @@ def resized(scenario: Scenario, n: int, *, first: Sequence[str] = (), name: str 
         copies.setdefault(t, []).append(g)
     renamed = {t.name: gen_names[k] for k, t in enumerate(templates[:n])}
     workloads = dict(scenario.spec.workloads)
-    pinned: dict[str, int] = {}
-    for w in scenario.endpoints:
-        pinned[w.node] = pinned.get(w.node, 0) + 1
-    if scenario.endpoints or scenario.affinities:
-        notes.append("pinned WorkloadEndpoints and BlockAffinities became pod counts per node")
+    pinned = _pinned_pods(scenario)
+    if pinned or scenario.affinities or scenario.ipam_blocks:
+        notes.append("the cluster's IPAM state (IPAMBlocks, IPAMHandles, BlockAffinities, WorkloadEndpoints, "
+                     "Pods) became pod counts per node; every generated node gets its blocks and tunnel address "
+                     "from Calico's IPAM, as a new node would")
     nodes, pod_counts, hosts = [], [], []
     host_map = dict(scenario.spec.hosts)
     for k, g in enumerate(gen_names):
@@ -256,18 +280,37 @@ def resized(scenario: Scenario, n: int, *, first: Sequence[str] = (), name: str 
             hosts.append((g, host_map[t.name]))
     if "default" in host_map:
         hosts.insert(0, ("default", host_map["default"]))
-    peers = []
+    kept = set(gen_names)
+    gone_addresses = {nd.address for nd in scenario.nodes if nd.name not in kept}
+    peers, more_peers = [], []
     for p in scenario.peers:
+        if p.peer_ip in gone_addresses:
+            notes.append(f"BGPPeer {p.name} dropped: it peers with {by_address[p.peer_ip]}, not in the "
+                         "generated cluster")
+            continue
         if p.node is None:
             peers.append(p)
             continue
-        peers += [replace(p, name=f"{p.name}-{g}", node=g) for g in copies.get(p.node, [])]
+        for i, g in enumerate(copies.get(p.node, [])):  # the first copy is the node itself: the peer as it is
+            (peers if i == 0 else more_peers).append(p if i == 0 else replace(p, name=f"{p.name}-{g}", node=g))
+    node_bgp, more_bgp = [], []
+    for c in scenario.node_bgp:
+        for i, g in enumerate(copies.get(c.node or "", [])):
+            (node_bgp if i == 0 else more_bgp).append(c if i == 0 else replace(c, name=f"node.{g}"))
+    service_endpoints = []
+    for e in scenario.service_endpoints:
+        addresses = tuple((ip, nd) for ip, nd in e.addresses if nd is None or nd in kept)
+        if addresses != e.addresses:
+            notes.append(f"Endpoints {e.key}: addresses on nodes not in the generated cluster dropped")
+        service_endpoints.append(replace(e, addresses=addresses))
     events = tuple(replace(ev, fields=tuple(_rename_event(dict(ev.fields), renamed).items()), line=None)
                    for ev in scenario.spec.events)
     spec = ScenarioSpec(name=name or f"{scenario.name}-{n}", hosts=tuple(hosts), workloads=tuple(pod_counts),
                         timers=scenario.spec.timers, events=events)
     position = {nd.name: i for i, nd in enumerate(scenario.nodes)}
     nodes.sort(key=lambda nd: position.get(nd.name, len(position)))  # the user's order, then the copies
-    out = replace(scenario, spec=spec, nodes=tuple(nodes), peers=tuple(peers), affinities=(), endpoints=())
+    out = replace(scenario, spec=spec, nodes=tuple(nodes), peers=(*peers, *more_peers),
+                  node_bgp=(*node_bgp, *more_bgp), affinities=(), endpoints=(), ipam_blocks=(), ipam_handles=(),
+                  service_endpoints=tuple(service_endpoints))
     return Resized(out, model_of, renamed, tuple(notes))
 

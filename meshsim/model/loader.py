@@ -1,7 +1,8 @@
 """Loading a scenario: every document of every file read, dispatched by apiVersion and kind, cross-checked into one
 `Scenario`, with what was read past said once per topic in `Scenario.warnings`.
 
-Owns `load_scenario(paths)`, `parse_resource(doc)` and the rule on kinds (README "Scenarios"):
+Owns `load_scenario(paths)` (`load_scenario_text(text, where)` for text), `parse_resource(doc)` and the rule
+on kinds (README "Scenarios"):
 - modelled Calico kinds (projectcalico.org/v3 as calicoctl prints them, crd.projectcalico.org/v1 as kubectl
   prints them): IPPool, Node, BGPConfiguration, BGPPeer, BGPFilter, IPAMConfiguration / IPAMConfig,
   BlockAffinity, IPAMBlock, IPAMHandle, IPReservation, WorkloadEndpoint;
@@ -31,7 +32,7 @@ from meshsim.model.resources import (CALICO_API_VERSIONS, MESHSIM_API_VERSION, B
                                      LoadWarning, Node, Origin, Scenario, ScenarioSpec, Secret, Service,
                                      ServiceEndpoints, WorkloadEndpoint)
 from meshsim.model.scenariodoc import scenario_spec
-from meshsim.model.yamldoc import Doc, read_documents
+from meshsim.model.yamldoc import Doc, parse_documents, read_documents
 
 Parser = Callable[[Doc, Origin, Reading], Any]
 
@@ -204,14 +205,18 @@ class _Collected:
 def read_scenario_docs(paths: Sequence[str | Path], reading: Reading) -> _Collected:
     got = _Collected()
     for path in paths:
-        for top in read_documents(path):
-            for doc in expand_lists(top):
-                res = parse_resource(doc, reading)
-                if res is None:
-                    continue
-                for item in res if isinstance(res, list) else (res,):
-                    got.add(item, doc)
+        _collect(got, read_documents(path), reading)
     return got
+
+
+def _collect(got: _Collected, docs: Sequence[Doc], reading: Reading) -> None:
+    for top in docs:
+        for doc in expand_lists(top):
+            res = parse_resource(doc, reading)
+            if res is None:
+                continue
+            for item in res if isinstance(res, list) else (res,):
+                got.add(item, doc)
 
 
 def load_scenario(paths: Sequence[str | Path]) -> Scenario:
@@ -226,6 +231,23 @@ def load_scenario(paths: Sequence[str | Path]) -> Scenario:
     try:
         got = read_scenario_docs(paths, reading)
         return cross_check(got, tuple(str(p) for p in paths), reading)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def load_scenario_text(text: str, where: str) -> Scenario:
+    """`load_scenario` on YAML text that is not (yet) a file, such as a design variant `meshsim compare` is
+    about to write; `where` names it in errors and becomes `Scenario.files`."""
+    from meshsim.model.crosscheck import cross_check
+
+    reading = Reading()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        got = _Collected()
+        _collect(got, parse_documents(text, where), reading)
+        return cross_check(got, (where,), reading)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -261,5 +283,6 @@ def warnings_of(reading: Reading) -> tuple[LoadWarning, ...]:
     return tuple(out)
 
 
-__all__ = ["load_scenario", "parse_resource", "expand_lists", "SKIPPED_KINDS", "CALICO_KINDS", "CORE_KINDS",
+__all__ = ["load_scenario", "load_scenario_text", "parse_resource", "expand_lists", "SKIPPED_KINDS", "CALICO_KINDS",
+           "CORE_KINDS",
            "warnings_of", "read_scenario_docs"]

@@ -324,10 +324,14 @@ class HostFacts:
 
 @dataclass(frozen=True)
 class Timers:
-    """BGP timers. Defaults are BIRD's (what Calico runs): hold 240 s, keepalive hold/3."""
+    """BGP timers. Defaults are BIRD's (what Calico runs): hold 240 s, keepalive hold/3, and BIRD's global
+    `graceful restart wait` of 240 s: how long a node started with `bird -R` (every calico-node start) waits
+    for End-of-RIB from its peers before it programs and advertises routes anyway (calico#7144). Calico does
+    not set the last one; meshsim lets a scenario change it for what-ifs and short tests."""
 
     hold_time: float = 240.0
     keepalive_time: float = 80.0
+    restart_wait: float = 240.0
 
 
 @dataclass(frozen=True)

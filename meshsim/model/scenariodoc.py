@@ -50,7 +50,8 @@ def scenario_spec(doc: Doc, origin: Origin) -> ScenarioSpec:
         check_name(doc, ("spec", "workloads", node_name), node_name)
         count = doc.integer(("spec", "workloads", node_name), 0, 0, MAX_WORKLOADS)
         workloads.append((str(node_name), count or 0))
-    doc.check_fields("spec.timers", ("holdTime", "keepaliveTime"))
+    doc.check_fields("spec.timers", ("holdTime", "keepaliveTime", "restartWait"))
+    wait = doc.duration("spec.timers.restartWait", None, maximum=MAX_HOLD_TIME)
     hold = doc.duration("spec.timers.holdTime", None, maximum=MAX_HOLD_TIME)
     keep = doc.duration("spec.timers.keepaliveTime", None, maximum=MAX_HOLD_TIME)
     if hold is None:
@@ -75,7 +76,8 @@ def scenario_spec(doc: Doc, origin: Origin) -> ScenarioSpec:
         events.append(Event(index=i, action=ev["action"], fields=tuple(ev.items()),
                             line=doc.line_of(("spec", "events", i))))
     return ScenarioSpec(name=name, hosts=tuple(hosts), workloads=tuple(workloads),
-                        timers=Timers(hold_time=hold, keepalive_time=keep), events=tuple(events), origin=origin)
+                        timers=Timers(hold_time=hold, keepalive_time=keep, restart_wait=240.0 if wait is None else wait),
+                        events=tuple(events), origin=origin)
 
 
 __all__ = ["scenario_spec", "MAX_HOLD_TIME"]

@@ -1,7 +1,8 @@
 """Reading multi-document YAML fast, with positions, for errors that name file, document, field and line.
 
-Owns: `read_documents(path) -> list[Doc]` (Doc, the typed accessor over one document, is meshsim.model.document;
-durations are meshsim.model.durations; both are re-exported here for their callers).
+Owns: `read_documents(path) -> list[Doc]`, `file_text(path)` and `document_texts(text)` (each document's own
+text, so an unchanged document can be written back as the user printed it). Doc, the typed accessor over one
+document, is meshsim.model.document; durations are meshsim.model.durations; both are re-exported here.
 
 How it reads: libyaml's C parser (PyYAML's `CSafeLoader`) produces the events with their marks, and this module
 builds plain dicts, lists and scalars from them itself; PyYAML's composer and constructor (Python code run per
@@ -230,6 +231,11 @@ def _documents(text: str, where: str, loader_class: type) -> Iterator[tuple[int,
 
 def read_documents(path: str | Path) -> list["Doc"]:
     """All non-empty documents of one YAML file, each with its line table."""
+    return parse_documents(file_text(path), str(path))
+
+
+def file_text(path: str | Path) -> str:
+    """A YAML file's text as the reader parses it (UTF-8; `===` lines of a migrate export made `---`)."""
     where = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -247,7 +253,42 @@ def read_documents(path: str | Path) -> list["Doc"]:
         # `calicoctl datastore migrate export` separates its YAML, its ClusterInformation JSON and its IPAM JSON
         # with lines "===" (calicoctl commands/datastore/migrate/export.go); they are document boundaries.
         text = re.sub(r"(?m)^===[ \t]*$", "---", text)
-    return parse_documents(text, where)
+    return text
+
+
+def document_texts(text: str) -> dict[int, str] | None:
+    """Each document's own text, by document index (as `parse_documents` numbers them): the comments before
+    it, its content, no `---` line. None when the text does not split cleanly (directives, content on the
+    `---` line): callers then write the values instead."""
+    loader = _loader_class()(text)
+    out: dict[int, str] = {}
+    index, start = 0, 0
+    try:
+        while True:
+            event = loader.get_event()
+            if isinstance(event, ev.DocumentStartEvent):
+                index += 1
+            elif isinstance(event, ev.DocumentEndEvent):
+                end = event.end_mark.index
+                out[index] = text[start:end]
+                start = end
+            elif isinstance(event, ev.StreamEndEvent):
+                break
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    for i, chunk in out.items():
+        lines = chunk.splitlines(keepends=True)
+        body = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        if body and body[0].rstrip() in ("---", "..."):
+            lines.remove(body[0])
+            body = body[1:]
+        if body and (body[0].startswith(("%", "---", "...")) or any(ln.rstrip() == "---" for ln in body)):
+            return None
+        chunk = "".join(lines)
+        out[i] = chunk if chunk.endswith("\n") or not chunk else chunk + "\n"
+    return out
 
 
 def parse_documents(text: str, where: str = "<text>") -> list["Doc"]:
@@ -280,5 +321,5 @@ def parse_documents(text: str, where: str = "<text>") -> list["Doc"]:
     return docs
 
 
-__all__ = ["read_documents", "parse_documents", "use_loader", "resolve_plain", "Doc", "Where", "parse_duration",
+__all__ = ["read_documents", "parse_documents", "file_text", "document_texts", "use_loader", "resolve_plain", "Doc", "Where", "parse_duration",
            "parse_go_duration", "MAX_DURATION", "MAX_NODES", "MAX_DEPTH", "MAX_NUMBER_CHARS"]

@@ -35,8 +35,9 @@ from meshsim.model.designs import (
     route_reflector_design,
 )
 from meshsim.model.generate import resized, timeline_nodes
-from meshsim.model.render import scenario_yaml
+from meshsim.model.loader import load_scenario_text
 from meshsim.model.resources import Event, Scenario, load_scenario
+from meshsim.model.sources import Sources, derive
 from meshsim.model.timeline import parse_timeline
 from meshsim.oracle.advertisements import advertisements
 from meshsim.report.scaling import Shape
@@ -64,6 +65,7 @@ class Case:
     files: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     kind: str = "design"  # design | migration
+    docs: Sources | None = None  # what is written to designs/<name>.yaml: the user's documents, changed
 
     @property
     def name(self) -> str:
@@ -92,15 +94,27 @@ def _renamed(sc: Scenario, name: str) -> Scenario:
     return replace(sc, spec=replace(sc.spec, name=name))
 
 
+def _variant(docs: Sources, before: Scenario, after: Scenario, case: str) -> tuple[Scenario, Sources]:
+    """`after` written as the user's documents changed where it differs from `before` (which `docs` hold), and
+    the scenario those documents load as: what runs is what the file says."""
+    out = derive(docs, before, after)
+    return load_scenario_text(out.text(), f"designs/{case}.yaml"), out
+
+
 def plan(files: Sequence[str], *, sizes: Sequence[int] = (), reflectors: int | None = None,
          selector: str | None = None, pods: int | None = None, migration: bool = True) -> Plan:
-    """Everything `compare` will run, built and validated (a bad timeline or size fails here)."""
-    user = load_scenario(list(files))
+    """Everything `compare` will run, built and validated (a bad timeline or size fails here). Every design
+    is the user's own documents with the design's changes made (meshsim.model.sources): the services,
+    filters, passwords, IPAM state and unmodelled fields of the user's files stay as they are."""
+    paths = [str(f) for f in files]
+    user = load_scenario(paths)
+    docs = Sources.read(paths)
     base = design_of(user)
     n0 = len(user.nodes)
     if base == MESH:
         choice = pick_reflectors(user, reflectors, selector, avoid=timeline_nodes(user))
-        mesh_v, rr_v = user, route_reflector_design(user, choice.names)
+        mesh_v, mesh_docs = user, docs
+        rr_v, rr_docs = _variant(docs, user, route_reflector_design(user, choice.names), f"{RR}-{n0}")
     else:
         if reflectors is not None or selector is not None:
             raise ScenarioError("<command line>", "the cluster already runs route reflectors "
@@ -108,31 +122,40 @@ def plan(files: Sequence[str], *, sizes: Sequence[int] = (), reflectors: int | N
                                 field="--reflectors" if reflectors is not None else "--reflector-selector",
                                 expected="no --reflectors / --reflector-selector for a route-reflector cluster")
         choice = ReflectorChoice(reflectors_of(user), "the cluster's own route reflectors")
-        mesh_v, rr_v = full_mesh_design(user), user
+        mesh_v, mesh_docs = _variant(docs, user, full_mesh_design(user), f"{MESH}-{n0}")
+        rr_v, rr_docs = user, docs
     cluster_id = next(n.rr_cluster_id for n in rr_v.nodes if n.rr_cluster_id is not None)
     r = len(choice.names)
-    cases = [Case(base, n0, user, choice.names if base == RR else (), files=tuple(map(str, files)))]
+    cases = [Case(base, n0, user, choice.names if base == RR else (), files=tuple(paths))]
     other = RR if base == MESH else MESH
-    cases.append(Case(other, n0, _renamed(rr_v if other == RR else mesh_v, f"{user.name}-{other}"),
-                      choice.names if other == RR else ()))
+    o_sc, o_docs = (rr_v, rr_docs) if other == RR else (mesh_v, mesh_docs)
+    o_sc, o_docs = _variant(o_docs, o_sc, _renamed(o_sc, f"{user.name}-{other}"), f"{other}-{n0}")
+    cases.append(Case(other, n0, o_sc, choice.names if other == RR else (), docs=o_docs))
     if migration:
-        mig = _with_events(mesh_v, migration_events(mesh_v, rr_v), f"{user.name}-mesh-to-rr")
-        cases.append(Case(RR, n0, mig, choice.names, kind="migration"))
-    mesh_form = full_mesh_design(user) if base == RR else user
+        mig = _with_events(mesh_v, migration_events(mesh_v, rr_v, rr_docs), f"{user.name}-mesh-to-rr")
+        mig, mig_docs = _variant(mesh_docs, mesh_v, mig, "mesh-to-rr")
+        cases.append(Case(RR, n0, mig, choice.names, kind="migration", docs=mig_docs))
     named = timeline_nodes(user)
     for n in sorted(set(sizes) - {n0}):
         if n <= r:
             raise ScenarioError("<command line>", f"a size must hold the {r} route reflectors and a client",
                                 field="--nodes", expected=f"sizes above {r}", got=n)
-        gen = resized(mesh_form, n, first=choice.names, pods=pods)
-        mesh_n = _renamed(gen.scenario, f"{user.name}-mesh-{n}")
+        gen = resized(mesh_v, n, first=choice.names, pods=pods)
+        mesh_n, mesh_n_docs = _variant(mesh_docs, mesh_v, _renamed(gen.scenario, f"{user.name}-mesh-{n}"),
+                                       f"{MESH}-{n}")
         pick = pick_reflectors(mesh_n, r, selector if base == MESH else None, prefer=choice.names, avoid=named)
-        rr_n = _renamed(route_reflector_design(mesh_n, pick.names, cluster_id), f"{user.name}-rr-{n}")
-        cases += [Case(MESH, n, mesh_n, (), notes=gen.notes), Case(RR, n, rr_n, pick.names, notes=gen.notes)]
+        rr_n, rr_n_docs = _variant(mesh_n_docs, mesh_n, _renamed(route_reflector_design(mesh_n, pick.names,
+                                                                                         cluster_id),
+                                                                  f"{user.name}-rr-{n}"), f"{RR}-{n}")
+        cases += [Case(MESH, n, mesh_n, (), notes=gen.notes, docs=mesh_n_docs),
+                  Case(RR, n, rr_n, pick.names, notes=gen.notes, docs=rr_n_docs)]
     for c in cases:
         parse_timeline(c.scenario)
         Cluster.build(c.scenario)
-    return Plan(user, tuple(map(str, files)), base, n0, choice, tuple(cases))
+    return Plan(user, tuple(paths), base, n0, choice, tuple(cases))
+
+
+MAX_HEADER_CHANGES = 12
 
 
 def _header(p: Plan, c: Case) -> str:
@@ -148,6 +171,13 @@ def _header(p: Plan, c: Case) -> str:
     if c.reflectors:
         lines.append(f"Route reflectors: {', '.join(c.reflectors)} ({p.choice.how}).")
     lines += [f"Note: {n}." for n in c.notes]
+    if c.docs is not None:
+        lines.append("These are the documents of your files, each under a comment naming where it came from; "
+                     "meshsim changed only:")
+        changes = list(c.docs.changes)
+        lines += [f"  - {x}" for x in changes[:MAX_HEADER_CHANGES]]
+        if len(changes) > MAX_HEADER_CHANGES:
+            lines.append(f"  - and {len(changes) - MAX_HEADER_CHANGES} more (each noted above its document)")
     lines.append("Try: meshsim validate / peers / routes on this file.")
     return "\n".join(lines)
 
@@ -202,7 +232,8 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
             paths[c.name] = shown[c.name] = list(c.files)
             continue
         path = out / "designs" / f"{c.name}.yaml"
-        path.write_text(scenario_yaml(c.scenario, header=_header(p, c)))
+        assert c.docs is not None
+        path.write_text(c.docs.text(header=_header(p, c)))
         paths[c.name] = [str(path)]
         shown[c.name] = [f"designs/{c.name}.yaml"]
     counted: dict[str, dict[str, dict[str, Any]]] = {MESH: {}, RR: {}}

@@ -33,7 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not HAVE_BIRD, reason="BIRD 2 not installed (scripts/system-deps.sh installs bird2)"),
 ]
 NEEDS_GOBGP = pytest.mark.skipif(shutil.which("gobgpd") is None, reason="gobgpd not installed")
-NEEDS_ENGINE = pytest.mark.skip(reason="needs the asyncio engine (lead): TCP-MD5 on meshsim nodes' sessions")
 HTTP_PORT = 19279
 TOR = ("10.10.0.250", 64513)
 POOL = "10.244.0.0/16"
@@ -46,7 +45,9 @@ def calico(kind: str, name: str, spec: str) -> str:
 def scenario(name: str, impl: dict[str, str], *, bgp: str = "{}", extra: tuple[str, ...] = (), pods: int = 2,
              pool: bool = True) -> str:
     """Nodes node1..nodeN at 10.10.0.1x/24 (implementation per node), one IPIP-Never pool (so BIRD's kernel table
-    compares with the expected one line for line), the given BGPConfiguration spec and extra documents."""
+    compares with the expected one line for line), the given BGPConfiguration spec and extra documents.
+    restartWait 5s: a session that stays down by design (a wrong password) holds a restarting node's routes for
+    BIRD's `graceful restart wait` (240 s, calico#7144), on meshsim and BIRD nodes alike; the tests wait 5 s."""
     docs = ([calico("IPPool", "pool1", f"{{cidr: {POOL}, blockSize: 26, ipipMode: Never}}")] if pool else []) + [
         calico("BGPConfiguration", "default", bgp), *extra]
     hosts = []
@@ -56,7 +57,8 @@ def scenario(name: str, impl: dict[str, str], *, bgp: str = "{}", extra: tuple[s
         hosts.append(f"    {node}: {{implementation: {implementation}}}")
     workloads = ", ".join(f"{n}: {pods}" for n in sorted(impl))
     docs.append(f"apiVersion: meshsim/v1\nkind: Scenario\nmetadata: {{name: {name}}}\nspec:\n  hosts:\n"
-                + "\n".join(hosts) + f"\n  workloads: {{{workloads}}}\n  timers: {{holdTime: 9s, keepaliveTime: 3s}}\n")
+                + "\n".join(hosts) + f"\n  workloads: {{{workloads}}}\n  timers: {{holdTime: 9s, keepaliveTime: 3s, "
+                "restartWait: 5s}\n")
     return "---\n".join(docs)
 
 
@@ -90,7 +92,7 @@ async def netns_harness():
 
     yield make
     for h, fabric in made:
-        pids = engine_pids(fabric)
+        pids = engine_pids(h, fabric)
         await h.close()
         assert_clean(fabric, pids)
 
@@ -98,7 +100,7 @@ async def netns_harness():
 async def tor_rib(fabric: NetnsFabric) -> dict[str, list[dict]]:
     """The ToR's RIB as gobgp prints it: prefix -> paths, each with its next hop and communities."""
     tor = fabric.topology.tors[0]
-    raw = await fabric._gobgp(tor, "global", "rib", "-a", "ipv4") or {}
+    raw = await fabric.tors._gobgp(tor, "global", "rib", "-a", "ipv4") or {}
     out: dict[str, list[dict]] = {}
     for prefix, paths in raw.items():
         for path in paths:
@@ -285,7 +287,6 @@ async def test_all_bird_wrong_password_keeps_one_session_down(cluster_of, netns_
         assert 'password "alpha";' in cfg
 
 
-@NEEDS_ENGINE
 async def test_mixed_wrong_password_keeps_one_session_down(cluster_of, netns_harness):
     cluster = cluster_of(scenario("password-mixed", {"node1": "meshsim", "node2": "bird", "node3": "meshsim"},
                                   bgp="{nodeToNodeMeshEnabled: false}", extra=PASSWORD_DOCS))
@@ -295,7 +296,6 @@ async def test_mixed_wrong_password_keeps_one_session_down(cluster_of, netns_har
         await converge_and_compare(h, cluster, ["node2"])
 
 
-@NEEDS_ENGINE
 async def test_mixed_mesh_password_on_every_session(cluster_of, netns_harness):
     secret = ("apiVersion: v1\nkind: Secret\nmetadata: {name: bgp, namespace: calico-system}\n"
               "stringData: {mesh: gamma}\n")
@@ -307,7 +307,6 @@ async def test_mixed_mesh_password_on_every_session(cluster_of, netns_harness):
         await converge_and_compare(h, cluster, ["node2"])
 
 
-@NEEDS_ENGINE
 @NEEDS_GOBGP
 async def test_mixed_tor_with_a_wrong_password_stays_down_while_the_cluster_converges(cluster_of, netns_harness):
     secret = ("apiVersion: v1\nkind: Secret\nmetadata: {name: bgp, namespace: calico-system}\n"
@@ -326,11 +325,14 @@ async def test_mixed_tor_with_a_wrong_password_stays_down_while_the_cluster_conv
 # -- IPAM state from a dump -----------------------------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="needs the BIRD node to put LocalState.tunnel on its tunl0 stand-in (birdnode, lead), "
-                         "so `protocol direct` exports a tunnel address that lies outside the node's blocks")
-async def test_mixed_kubectl_dump_tables_line_for_line(netns_harness):
+async def test_mixed_kubectl_dump_tables_line_for_line(netns_harness, tmp_path):
     path = Path(__file__).resolve().parents[2] / "scenarios" / "dumps" / "kubectl-kdd.yaml"
-    cluster = Cluster.build(load_scenario([path]))
+    # the dump's ToR peer has a password the emulated ToR does not: that session stays down, and BIRD's
+    # recovery (bird -R) would hold routes for 240 s; the test waits 5 s (spec.timers.restartWait)
+    timers = tmp_path / "timers.yaml"
+    timers.write_text("apiVersion: meshsim/v1\nkind: Scenario\nmetadata: {name: kdd}\n"
+                      "spec: {timers: {restartWait: 5s}}\n")
+    cluster = Cluster.build(load_scenario([path, timers]))
     h = netns_harness(cluster)
     async with asyncio.timeout(120):
         await h.start()
@@ -359,11 +361,13 @@ def test_the_tor_rib_reader_decodes_gobgp_communities():
                                        {"type": 32, "value": [{"global_admin": 65000, "local_data1": 7,
                                                                 "local_data2": 1}]}]}]}
 
-    class Fake:
-        topology = type("T", (), {"tors": [object()]})()
-
+    class FakeTors:
         async def _gobgp(self, *_args):
             return raw
+
+    class Fake:
+        topology = type("T", (), {"tors": [object()]})()
+        tors = FakeTors()
 
     rib = asyncio.run(tor_rib(Fake()))  # type: ignore[arg-type]
     assert rib == {"10.96.0.0/12": [{"next_hop": "10.10.0.11", "communities": ["64512:100", "65000:7:1"]}]}

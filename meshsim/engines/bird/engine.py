@@ -68,6 +68,7 @@ class BirdEngine:
         self.history = RouteHistory()
         self.table_raw = ""
         self.workloads: dict[str, str] = {}  # programmed pod ip -> device
+        self._tunnel: str | None = None  # the address put on tunl0
         self.proc: asyncio.subprocess.Process | None = None
         self.bgp_running = False
         self.restarts = 0
@@ -91,9 +92,13 @@ class BirdEngine:
         return self.bgp_running
 
     # -- rendering ---------------------------------------------------------------------------------
-    def write_config(self) -> None:
+    def write_config(self, bgp_disabled: bool = False) -> None:
+        """confd's three files. `bgp_disabled`: the BGP template says `disabled;` (the daemon runs, its BGP
+        protocols wait for `birdc enable`: how a cold start is held until every node is up)."""
         inp = bird.bird_input_from_config(replace(self.config, local=self.local))
         for name, text in bird.render(inp, "bird2").items():
+            if bgp_disabled and name == "bird.cfg":
+                text = text.replace("template bgp bgp_template {", "template bgp bgp_template {\n  disabled;", 1)
             tmp = self.confdir / (name + ".tmp")
             tmp.write_text(text)
             os.replace(tmp, self.confdir / name)
@@ -116,6 +121,14 @@ class BirdEngine:
             if have.get(ip) != dev:
                 cmds.append(f"route replace {ip}/32 dev {dev} scope link")
         self.workloads = dict(want)
+        if self.local.tunnel != self._tunnel:
+            # calico-node puts the IPIP tunnel address on tunl0; BIRD's `protocol direct` sees it, and exports it
+            # when it lies in no block of the node (clusters moved from another IPAM keep such addresses)
+            if self._tunnel:
+                cmds.append(f"addr del {self._tunnel}/32 dev tunl0")
+            if self.local.tunnel:
+                cmds.append(f"addr replace {self.local.tunnel}/32 dev tunl0")
+            self._tunnel = self.local.tunnel
         if cmds:
             rc, out = await aip("-force", "-batch", "-", ns=self.netns, stdin="\n".join(cmds) + "\n")
             if rc:
@@ -132,24 +145,33 @@ class BirdEngine:
             argv.insert(5, "-R")  # calico-node: graceful-restart recovery at every start
         return argv
 
+    async def prepare(self) -> None:
+        """The daemon up, its BGP protocols disabled until `start()` (a held cold start)."""
+        await self._spawn(bgp_disabled=True)
+
     async def start(self) -> None:
         if self.bgp_running or self.frozen:
             return
+        if self.proc is not None and self.proc.returncode is None:
+            await self._enable_all(True)
+            self.write_config()  # the file as confd renders it again (the daemon keeps what `enable` did)
+            self.bgp_running = True
+            self.on_change()
+            return
+        await self._spawn(bgp_disabled=False)
+
+    async def _spawn(self, bgp_disabled: bool) -> None:
         if not self._tasks:
             self._tasks += [asyncio.create_task(self._monitor_routes(), name="bird-monitor"),
                             asyncio.create_task(self._refresher(), name="bird-refresher")]
             await self.program_workloads()
-        if self.proc is not None and self.proc.returncode is None:
-            await self._enable_all(True)
-            self.bgp_running = True
-            self.on_change()
-            return
-        self.write_config()
+        self.write_config(bgp_disabled)
         with contextlib.suppress(FileNotFoundError):
             self.ctl_path.unlink()
         self.proc = await procs.spawn(self._argv(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                                       cwd=str(self.confdir))
-        self.bgp_running = True
+        self.bgp_running = not bgp_disabled
+        self._admin_down = bgp_disabled
         self._tasks.append(asyncio.create_task(self._read_log(self.proc, self.workdir / "bird.log"), name="bird-log"))
         deadline = time.monotonic() + START_DEADLINE
         while True:
@@ -197,11 +219,14 @@ class BirdEngine:
             self.on_change()
 
     async def _enable_all(self, on: bool) -> None:
+        """`birdc enable|disable` every BGP protocol: one command per kind of Calico protocol name, as a pattern
+        (`"Mesh_*"`); a failure is an error, never silently 'ok' (BIRD's Cease depends on it)."""
         self._admin_down = not on
-        for p in self.config.peers:
-            out, code = await self.ctl.command(f"{'enable' if on else 'disable'} {p.name}")
+        verb = "enable" if on else "disable"
+        for kind in sorted({p.name.split("_", 1)[0] for p in self.config.peers}):
+            out, code = await self.ctl.command(f'{verb} "{kind}_*"')
             if code is not None and code >= 8000:
-                raise RunError(f"birdc {'enable' if on else 'disable'} {p.name}: {out.strip()}", node=self.config.name)
+                raise RunError(f"birdc {verb} \"{kind}_*\": {out.strip()}", node=self.config.name)
         self._dirty_proto.set()
 
     async def stop(self) -> None:

@@ -104,6 +104,7 @@ class BirdInput:
     pools: tuple[BirdPool, ...] = ()
     hold_time: float | None = None
     keepalive_time: float | None = None
+    restart_wait: float | None = None  # BIRD's global `graceful restart wait` (meshsim: spec.timers.restartWait)
     tunnel_device: str = "tunl0"
     communities: tuple[tuple[IPv4Network, tuple[str, ...]], ...] = ()  # prefixAdvertisements, values string-sorted
     filters: tuple[BirdFilter, ...] = ()  # every BGPFilter of the datastore
@@ -194,6 +195,7 @@ def bird_input(cluster: Any, node_name: str, *, blocks: Sequence[BirdBlock] | No
         mesh_password=sc.bgp.node_mesh_password, mesh_restart_time=str(int(restart + 0.5)) if restart is not None else "",
         hosts=hosts, peers=tuple(peers), skipped_peer_keys=_skipped_keys(sc, node), blocks=tuple(blocks),
         pools=tuple(_pool_of(p) for p in sc.pools), hold_time=timers.hold_time, keepalive_time=timers.keepalive_time,
+        restart_wait=timers.restart_wait,
         communities=tuple((a.cidr, a.communities) for a in bgp.prefix_advertisements),
         filters=tuple(BirdFilter(f.name, tuple(_rule_tuple(r) for r in f.import_v4),
                                  tuple(_rule_tuple(r) for r in f.export_v4))
@@ -231,7 +233,7 @@ def bird_input_from_config(config: Any) -> BirdInput:
         mesh_restart_time=str(mesh[0].restart_time) if mesh and getattr(mesh[0], "restart_time", None) is not None
         else "",
         pools=tuple(_pool_of(p) for p in config.pools), hold_time=float(config.hold_time),
-        keepalive_time=float(config.keepalive_time),
+        keepalive_time=float(config.keepalive_time), restart_wait=float(config.restart_wait),
         communities=tuple((IPv4Network(c["cidr"]), tuple(sorted(c.get("communities", ()))))
                           for c in getattr(config, "communities", ())),
         filters=tuple(BirdFilter(f["name"], tuple(_rule_tuple(r) for r in f.get("importV4", ())),

@@ -4,8 +4,8 @@ Owns `NativeEngine` (an `Engine`, see meshsim/engines/base.py): it builds the no
 (meshsim.bgp.router) from its confd-style config, drives it from its `BgpTransport` and one timer, and
 programs what the router decides into the node's `FelixAgent` (and, with `--dataplane kernel`, the
 kernel). Work is batched per event-loop turn: the UPDATEs that a burst of received messages causes
-are packed and sent once, and the table is programmed once. CPU time is attributed to the node by
-timing its callbacks (`time.thread_time`), since many nodes share a process.
+are packed and sent once, and the table is programmed once. Many nodes share a process, so the worker's
+CPU time is shared out among its nodes by the time each node's callbacks ran.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers
 from meshsim.bgp.types import PathAttrs
 from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
 from meshsim.engines.native.transport import BgpTransport
+from meshsim.host.procstats import proc_usage
 from meshsim.routes.felix import FelixAgent, HostView
 from meshsim.routes.history import RouteHistory
 from meshsim.routes.routetable import Route
@@ -66,24 +67,27 @@ class NativeEngine:
     kind = "meshsim"
 
     def __init__(self, config: NodeConfig, *, net: NetContext, log: Any, on_change: Callable[[], None],
-                 kept_routes: dict[IPv4Network, Route] | None = None, rss_share: Callable[[], int] = lambda: 0,
-                 dataplane: Any = None) -> None:
+                 kept_routes: dict[IPv4Network, Route] | None = None,
+                 share: Callable[[float], tuple[float, int]] | None = None, dataplane: Any = None) -> None:
+        """`share(busy)`: this node's (CPU seconds, memory bytes) given the seconds its callbacks ran (the
+        worker divides its own CPU and RSS among its nodes); None: the whole process is this node's."""
         self.config = config
         self.local = config.local
         self.log = log
         self.on_change = on_change
-        self.rss_share = rss_share
+        self.share = share
         self.dataplane = dataplane
         self.history = RouteHistory()
         now = time.time()
         recovering = bool(config.recovery)
         self.router = Router(speaker_config(config, self.local), peer_specs(config), seed=int(IPv4Address(config.address)),
-                             restarting=recovering, now=now)
+                             restarting=recovering, restart_wait=config.restart_wait, now=now)
         self.felix = FelixAgent(host_view(config), config.ip_pools(), history=self.history, kept=kept_routes,
                                 recovering=recovering, now=now)
         self.transport: BgpTransport | None = None
         self.frozen = False
-        self.cpu_seconds = 0.0
+        self.busy = 0.0  # seconds this node's callbacks ran (perf_counter: cheap, unlike a CPU clock)
+        self._tick_event = fsm.Tick()
         self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
         self._stopping = False
         self._timer: asyncio.TimerHandle | None = None
@@ -163,24 +167,24 @@ class NativeEngine:
         """A TCP event (from the transport), a timer, or an operator command: through the router."""
         if self.frozen:
             return
-        t0 = time.thread_time()
+        t0 = time.perf_counter()
         now = time.time()
         self._perform(self.router.handle(event, now, flush=False), now)  # type: ignore[arg-type]
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
         self._arm(now)
-        self.cpu_seconds += time.thread_time() - t0
+        self.busy += time.perf_counter() - t0
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self.frozen:
             return
-        t0 = time.thread_time()
+        t0 = time.perf_counter()
         now = time.time()
         self._perform(self.router.flush(now), now)
         self._arm(now)
-        self.cpu_seconds += time.thread_time() - t0
+        self.busy += time.perf_counter() - t0
 
     def _perform(self, actions: list, now: float) -> None:
         t = self.transport
@@ -234,7 +238,9 @@ class NativeEngine:
     def _on_timer(self) -> None:
         self._timer = None
         self._armed = None
-        self.feed(fsm.Tick())
+        if self.transport is not None and self._tick_event.rx_ready is None:
+            self._tick_event = fsm.Tick(rx_ready=self.transport.rx_ready)
+        self.feed(self._tick_event)
 
     # -- the table ---------------------------------------------------------------------------------------------
     def _schedule_felix(self) -> None:
@@ -244,13 +250,13 @@ class NativeEngine:
 
     def _apply_felix(self) -> None:
         self._felix_scheduled = False
-        t0 = time.thread_time()
+        t0 = time.perf_counter()
         delta = self.felix.apply(time.time())
         if delta:
             if self._dataplane_queue is not None:
                 self._dataplane_queue.put_nowait(delta)
             self.on_change()
-        self.cpu_seconds += time.thread_time() - t0
+        self.busy += time.perf_counter() - t0
 
     async def _dataplane_loop(self) -> None:
         """Program the kernel with what Felix decided, in order; deltas queued meanwhile go in one batch."""
@@ -276,10 +282,10 @@ class NativeEngine:
     async def set_local(self, local: LocalState) -> None:
         if self.frozen:
             return
-        t0 = time.thread_time()
+        t0 = time.perf_counter()
         self._apply_local(local, time.time())
         self._arm(time.time())
-        self.cpu_seconds += time.thread_time() - t0
+        self.busy += time.perf_counter() - t0
 
     async def reconfigure(self, config: NodeConfig) -> None:
         old = self.config
@@ -370,19 +376,42 @@ class NativeEngine:
         return out
 
     async def rib(self) -> dict[str, Any]:
+        """The RIBs as BIRD's `show route all` has them: every path per prefix (ADD-PATH), the best marked.
+        `adj_rib_in` / `adj_rib_out` keep one entry per prefix (the lowest path id) for simple readers;
+        `*_paths` list every path with its id."""
         sp = self.router.speaker
         names = [p.name for p in self.config.peers if p.name in self.router.peers]
-        return {
-            "adj_rib_in": {n: {str(p): {**_attrs_json(path.attrs), "stale": p in sp.stale(n)}
-                               for p, path in sp.adj_rib_in(n).items()} for n in names},
-            "loc_rib": {str(p): {"from": path.source.name if path.source else "local", "reason": reason.name,
-                                 **_attrs_json(path.attrs)} for p, (path, reason) in sp.loc_rib().items()},
-            "adj_rib_out": {n: {str(p): _attrs_json(a) for p, a in sp.adj_rib_out(n).items()} for n in names},
-            "recovering": self.router.recovering,
-        }
+        rib_in: dict[str, dict[str, Any]] = {}
+        rib_in_paths: dict[str, list[dict[str, Any]]] = {}
+        for n in names:
+            stale = sp.stale_paths(n)
+            entries = [{"prefix": str(p), "path_id": pid, **_attrs_json(path.attrs), "stale": (p, pid) in stale}
+                       for (p, pid), path in sp.adj_rib_in_paths(n).items()]
+            rib_in_paths[n] = entries
+            rib_in[n] = {}
+            for e in entries:
+                rib_in[n].setdefault(e["prefix"], {k: v for k, v in e.items() if k not in ("prefix", "path_id")})
+        rib_out_paths = {n: [{"prefix": str(p), "path_id": pid, **_attrs_json(a)}
+                             for (p, pid), a in sp.adj_rib_out_paths(n).items()] for n in names}
+        rib_out: dict[str, dict[str, Any]] = {}
+        for n, entries in rib_out_paths.items():
+            rib_out[n] = {}
+            for e in entries:
+                rib_out[n].setdefault(e["prefix"], {k: v for k, v in e.items() if k not in ("prefix", "path_id")})
+        loc = {}
+        for p, (path, reason) in sp.loc_rib().items():
+            loc[str(p)] = {"from": path.source.name if path.source else "local", "reason": reason.name,
+                           "path_id": sp.path_id(path), **_attrs_json(path.attrs),
+                           "paths": len(sp.candidates(p))}
+        return {"adj_rib_in": rib_in, "adj_rib_in_paths": rib_in_paths, "loc_rib": loc,
+                "adj_rib_out": rib_out, "adj_rib_out_paths": rib_out_paths, "recovering": self.router.recovering}
 
     def usage(self) -> EngineUsage:
-        return EngineUsage(engine="meshsim", pid=os.getpid(), cpu_seconds=round(self.cpu_seconds, 4),
-                           rss_bytes=self.rss_share(),
-                           method="CPU: thread time of this node's callbacks in its worker process; memory: the "
-                                  "worker's RSS divided by the nodes it hosts")
+        if self.share is not None:
+            cpu, rss = self.share(self.busy)
+            method = ("CPU: the worker's CPU seconds shared out by the time each node's callbacks ran; memory: the "
+                      "worker's RSS divided by the nodes it hosts")
+        else:
+            cpu, rss = proc_usage(os.getpid())
+            method = "the node's own process, from /proc"
+        return EngineUsage(engine="meshsim", pid=os.getpid(), cpu_seconds=round(cpu, 4), rss_bytes=rss, method=method)

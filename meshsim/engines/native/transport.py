@@ -14,11 +14,14 @@ Faults, per node whatever process hosts it:
 
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
+import fcntl
 import os
 import socket
 import struct
+import termios
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
@@ -237,6 +240,20 @@ class BgpTransport:
         conn = self.conns.pop(conn_id, None)  # forgotten first: the router already knows it is closed
         if conn is not None and conn.transport is not None:
             conn.transport.close()
+
+    def rx_ready(self, conn_id: int) -> bool:
+        """Bytes wait unread in the connection's socket (FIONREAD): BIRD's sk_rx_ready(), asked before a
+        hold timer ends a session the event loop merely had no time to read."""
+        conn = self.conns.get(conn_id)
+        sock = conn.transport.get_extra_info("socket") if conn is not None and conn.transport is not None else None
+        if sock is None:
+            return False
+        buf = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+        except OSError:
+            return False
+        return buf[0] > 0
 
     # -- faults and shutdown --------------------------------------------------------------------------------
     def freeze(self) -> None:

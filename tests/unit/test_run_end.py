@@ -20,6 +20,14 @@ from tests.conftest import fill, node_doc, pool_doc, scenario_doc, tmpfs
 from tests.unit.fakefabric import FakeFabric
 
 
+@pytest.fixture(autouse=True)
+def _logs_to_this_tests_stderr() -> None:
+    """meshsim.logs binds the stderr of the moment; an earlier test's (captured, since closed) must not be it."""
+    from meshsim.logs import configure
+
+    configure("warning")
+
+
 @pytest.fixture
 def scenario(write_yaml) -> Path:
     return write_yaml(pool_doc(), node_doc("node1", "192.168.0.1/24"), node_doc("node2", "192.168.0.2/24"),

@@ -148,7 +148,8 @@ def test_a_second_run_fails_clearly_and_leaves_the_first_one_running(tmp_path):
         r = subprocess.run([*MESHSIM, "run", str(path), "--out", str(tmp_path / "second")], capture_output=True,
                            text=True, env=marked_env(mark + "-2"), cwd=ROOT, timeout=300)
         assert r.returncode == 2, (r.stdout, r.stderr)
-        assert "Address already in use" in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert "address already in use (127.168.24.10 HTTP port 9179" in r.stderr, r.stderr
+        assert "another meshsim run" in r.stderr and "internal error" not in r.stderr
         assert "NOT converged" in r.stdout
         _nothing_left(mark + "-2", set())
         # an unauthenticated POST /shutdown (what the old cleanup sent) is refused
@@ -168,6 +169,25 @@ def test_a_second_run_fails_clearly_and_leaves_the_first_one_running(tmp_path):
     assert report["converged"] is True and report["after_converged"]["converged"] is True
     assert report["after_converged"]["flaps"] == 0 and report["after_converged"]["changes"] == []
     assert "still converged" in stdout
+    _nothing_left(mark, addresses)
+
+
+def test_a_bgp_port_held_by_another_program_is_a_clear_error_not_a_hang(tmp_path):
+    """The BGP listeners bind when the cold start is released; a refusal there used to go unanswered."""
+    import socket
+
+    path, addresses = _scenario(tmp_path, "bgptaken", 3, "192.168.30.0/24")
+    mark = f"bgptaken-{os.getpid()}"
+    holder = socket.socket()
+    holder.bind(("127.168.30.11", 179))
+    holder.listen()
+    try:
+        r = subprocess.run([*MESHSIM, "run", str(path)], capture_output=True, text=True, env=marked_env(mark),
+                           cwd=ROOT, timeout=300)
+    finally:
+        holder.close()
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "node node2: address already in use (127.168.30.11 BGP port 179)" in r.stderr, r.stderr
     _nothing_left(mark, addresses)
 
 

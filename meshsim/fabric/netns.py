@@ -38,7 +38,7 @@ def _sysctl(ns: str, settings: dict[str, str]) -> None:
     import subprocess
 
     cmd = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w"] + [f"{k}={v}" for k, v in settings.items()]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    subprocess.run(cmd, capture_output=True, text=True, timeout=30)  # a hung command, not a slow one: it takes ms
 
 
 class NetnsFabric(WorkerFabric):

@@ -235,7 +235,8 @@ def event_line(e: dict[str, Any]) -> str:
 
 
 async def _final_views(h: Harness, result: RunResult) -> None:
-    """The final tables and status of every running node, while they still run."""
+    """The final tables and status of every running node, while they still run. (A node that does not answer
+    within 15 s is left out of the views; its last pushed summary is still in the report.)"""
     for name in h.running():
         try:
             result.tables[name] = await h.fabric.get(name, "/routes?format=ip", timeout=15)
@@ -249,7 +250,9 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
                        log_level: str = "info", bgp_port: int | None = None, workers: int | None = None,
                        process_per_node: bool = False) -> RunResult:
     """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` says where the nodes run
-    (default: worker processes on this machine)."""
+    (default: worker processes on this machine). Starting the processes and the nodes has no deadline (a busy
+    machine makes it slow, not wrong: fabric/local.py `_wait`); the one limit on the way up is `timeout`, the
+    user's `--timeout` for convergence, whose outcome is a result (NOT converged, exit 1), not a failure."""
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)

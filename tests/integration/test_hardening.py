@@ -276,6 +276,48 @@ async def test_the_node_api_refuses_other_users_browsers_and_bad_bodies(tmp_path
             assert [s["state"] for s in (await h.fabric.get("node1", "/status"))["sessions"]] == ["up", "up"]
 
 
+# -- 9. --keep-running is watched ------------------------------------------------------------------------------------
+
+
+async def test_keep_running_reports_a_node_stopped_and_a_session_flapped(tmp_path, capsys):
+    from meshsim.run.runner import run_scenario, summary
+
+    path, _ = _scenario(tmp_path, "watched", 3, "192.168.31.0/24")
+    out = tmp_path / "out"
+    made: list[WorkerFabric] = []
+
+    def factory(cluster: Cluster) -> WorkerFabric:
+        made.append(WorkerFabric(cluster))
+        return made[-1]
+
+    said: list[str] = []
+    async with asyncio.timeout(180):
+        task = asyncio.create_task(run_scenario([path], out=out, keep_running=True, progress=False, timeout=60,
+                                                fabric_factory=factory))
+        try:
+            while "keep running until Ctrl-C" not in "".join(said):
+                said.append(capsys.readouterr().err)
+                assert not task.done(), task.result()
+                await asyncio.sleep(0.1)
+            f = made[0]
+            await f.post("node1", "/teardown", {"peer": "node2"})  # the session drops and comes back: a flap
+            await f.post("node3", "/stop", {})  # BGP stopped on node3 (Cease to its peers)
+            snaps = f.sink.snapshots  # type: ignore[union-attr]
+            while snaps["node3"]["bgp_running"] or snaps["node1"]["counters"]["totals"]["flaps"] < 1:
+                await asyncio.sleep(0.1)
+        finally:
+            task.cancel()  # Ctrl-C
+            result = await task
+    after = result.extra["after_converged"]
+    assert after["converged"] is False and after["flaps"] >= 1, after
+    assert "node node3: BGP stopped" in after["changes"], after
+    assert result.converged is False and result.interrupted
+    text = summary(result)
+    assert "NOT converged any more" in text and "node node3: BGP stopped" in text
+    md = (out / "report.md").read_text()
+    assert "## After converging (kept running)" in md and "- node node3: BGP stopped" in md
+
+
 # -- 10. SIGINT ignored; Ctrl-C twice -------------------------------------------------------------------------------
 
 

@@ -101,7 +101,7 @@ def prepare_out(out: Path) -> None:
     """Check `--out` before anything starts: a directory we can write to (made if missing), else a RunError."""
     try:
         if out.exists() and not out.is_dir():
-            raise RunError(f"--out {out}: exists and is not a directory")
+            raise RunError(f"--out {out}: exists and is not a directory; nothing was started")
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".meshsim-write-check-{os.getpid()}"
         try:

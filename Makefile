@@ -26,8 +26,9 @@ test: setup
 clean:
 	rm -rf $(VENV) out .pytest_cache
 
-# Docker compose (README "Docker compose"): wheels for offline image builds, the top-level compose file,
-# and the compose end-to-end tests alone
+# Docker compose (README "Docker compose"): wheels for offline image builds, the top-level compose file and
+# its token file docker-compose.env (a fresh MESHSIM_TOKEN, mode 0600, git-ignored: run this once before
+# `docker compose up`), and the compose end-to-end tests alone (they write docker-compose.env if it is missing)
 .PHONY: wheelhouse compose-file e2e
 wheelhouse: setup
 	./scripts/wheelhouse.sh

@@ -2,7 +2,8 @@
 
 Owns argument parsing and the one place where errors become exit codes: a `MeshsimError` prints one
 line (`meshsim: error: ...`) and exits 2; Ctrl-C exits 130. Subcommands that read a scenario are pure;
-`run`, `node`, `worker`, `show` and `status`/`routes --live` drive processes (meshsim.run, meshsim.agent).
+`run`, `up`, `down`, `node`, `worker`, `show` and `status`/`routes --live` drive processes (meshsim.run,
+meshsim.agent); `inspect` reads the runs' state records (meshsim.run.records).
 Longer than ~400 lines because the parser has one block per subcommand; command bodies that grow live elsewhere
 (meshsim.operator: `-o` output, `show`, `examples`).
 """
@@ -95,12 +96,13 @@ def cmd_routes(args: argparse.Namespace) -> int:
 
             if args.node is None:
                 raise RunError("--live needs --node NAME")
-            emit(fetch_views(args.files, args.node, ("routes",))["routes"], args.output)
+            emit(fetch_views(args.files, args.node, ("routes",), args.run)["routes"], args.output)
             return 0
         from meshsim.run.client import live_routes
 
-        print(live_routes(args.files, args.node, args.format), end="")
+        print(live_routes(args.files, args.node, args.format, args.run), end="")
         return 0
+    _need_files(args, "routes")
     from meshsim.oracle.expected import expected_tables
 
     cluster = _load(args.files)
@@ -123,9 +125,22 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _need_files(args: argparse.Namespace, command: str) -> None:
+    if not args.files:
+        from meshsim.errors import RunError
+
+        raise RunError(f"meshsim {command} needs the scenario FILE(s)" + (" (or --live --node NAME for a running "
+                                                                           "node)" if command == "routes" else ""))
+
+
 def cmd_peers(args: argparse.Namespace) -> int:
     from meshsim.report.calicoctl import peerings_table
 
+    if not args.files and args.live and args.run is not None:  # the running scenario's files
+        from meshsim.run.client import find_run
+
+        args.files = find_run(None, args.run).files
+    _need_files(args, "peers")
     cluster = _load(args.files)
     if args.node:
         cluster.scenario.node(args.node)
@@ -136,7 +151,8 @@ def cmd_peers(args: argparse.Namespace) -> int:
         if args.live:
             from meshsim.run.client import fetch_views
 
-            status = {n.name: fetch_views(args.files, n.name, ("status",))["status"] for n in cluster.scenario.nodes}
+            status = {n.name: fetch_views(args.files, n.name, ("status",), args.run)["status"]
+                      for n in cluster.scenario.nodes}
         print(f"wrote {write_graph(cluster, args.graph, status=status)}")
         return 0
     if args.output in ("json", "yaml"):
@@ -187,22 +203,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         from meshsim.operator import emit
         from meshsim.run.client import fetch_views
 
-        emit(fetch_views(args.files, args.node, ("status",))["status"], args.output)
+        emit(fetch_views(args.files, args.node, ("status",), args.run)["status"], args.output)
         return 0
     from meshsim.run.client import live_status
 
-    print(live_status(args.files, args.node), end="")
+    print(live_status(args.files, args.node, args.run), end="")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from meshsim.operator import show, write
 
-    if not args.file:
-        from meshsim.errors import RunError
-
-        raise RunError("meshsim show needs the scenario the node runs: -f SCENARIO (repeat for several files)")
-    write(show(args.file, args.node, args.words, dialect=args.format, output=args.output))
+    write(show(args.file, args.node, args.words, dialect=args.format, output=args.output, run=args.run))
     return 0
 
 
@@ -219,7 +231,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     factory = fabric_factory(args.isolation, args.dataplane, bgp_port=args.port, workers=args.workers,
                              process_per_node=args.process_per_node)
-    return run_main(args, factory, mode_check=lambda cluster: check_isolation(cluster, args.isolation))
+
+    def check(cluster: object) -> None:
+        check_isolation(cluster, args.isolation)
+
+    if args.keep_running or args.notify_fd is not None:  # a run that stays up gets a state record
+        from meshsim.run.keeper import run_kept
+
+        return run_kept(args, factory, check)
+    return run_main(args, factory, mode_check=check)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from meshsim.run.lifecycle import up
+
+    return up(args)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from meshsim.run.lifecycle import down
+
+    return down(args)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from meshsim.run.inspect import inspect
+
+    return inspect(args)
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -301,6 +339,44 @@ def _output(p: argparse.ArgumentParser, what: str = "") -> None:
                         + (what or "the same table"))
 
 
+def _run_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", metavar="RUN", default=None,
+                   help="the run to ask (`meshsim inspect` lists them; needed when several are up)")
+
+
+def _lifecycle_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="start an emulation in the background; returns once it has converged",
+                       description="Start the scenario's nodes in the background (a detached runner keeps them up "
+                                   "and watched) and return once every node's table equals its expected table, "
+                                   "printing the summary. The run's state record (its id, token, nodes and their "
+                                   "addresses, processes, namespaces) lets status, routes --live, show, inspect and "
+                                   "down find it. Not converged within --timeout: the run is left up for inspection, "
+                                   "exit 1. Ctrl-C while waiting brings it down.")
+    p.add_argument("files", nargs="+", metavar="SCENARIO")
+    p.add_argument("--name", default=None, metavar="RUN",
+                   help="the run's name (default: the scenario's name, with -2, -3 ... when taken)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for convergence (default 120)")
+    p.add_argument("--isolation", choices=("loopback", "netns"), default="loopback",
+                   help="as for `meshsim run` (netns: root, every node in a namespace of its own)")
+    p.add_argument("--dataplane", choices=("sim", "kernel"), default="sim", help="as for `meshsim run`")
+    p.add_argument("--workers", type=int, default=None, help="worker processes hosting the nodes (as for run)")
+    p.add_argument("--port", type=int, default=None, help="BGP port for every node (as for run)")
+    p.add_argument("--process-per-node", action="store_true", help="one process per node instead of shared workers")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("inspect", help="list the emulations that run (meshsim up), or the nodes of one")
+    p.add_argument("run", nargs="?", metavar="RUN")
+    _output(p, "adds the runner's pid and the scenario files (with RUN: the namespaces)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("down", help="stop an emulation cleanly and remove its state record (also a stale one)")
+    p.add_argument("run", nargs="?", metavar="RUN", help="the run to stop (needed when several are up)")
+    p.add_argument("--all", action="store_true", help="stop every run")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds the runner gets to stop its nodes before it is killed (default 60)")
+    p.set_defaults(func=cmd_down)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshsim", parents=[_global_flags(False)],
                                      description="Emulate Calico's BGP control plane: IPAM, node-to-node mesh and "
@@ -321,15 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("routes", help="print a node's expected route table (or its live one with --live)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--node", help="node name (default: every node)")
     p.add_argument("--format", choices=("ip", "route"), default="ip", help="`ip route` or `route -n` (default ip)")
-    p.add_argument("--live", action="store_true", help="read the table from the running node (meshsim run)")
+    p.add_argument("--live", action="store_true", help="read the table from the running node (meshsim up): FILE "
+                                                       "picks the run of that scenario; optional with one run up")
+    _run_flag(p)
     _output(p, "the same table (iproute2 has no wide form)")
     p.set_defaults(func=cmd_routes)
 
     p = sub.add_parser("peers", help="print each node's BGP peerings as confd computes them")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--node", help="only this node")
     _output(p, "adds LOCAL ADDRESS (the source address) and the peer's PORT")
     p.add_argument("--graph", metavar="FILE.png|.svg|.dot",
@@ -337,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "RR client, external peer), sessions as edges (needs meshsim[graph] for png/svg)")
     p.add_argument("--live", action="store_true",
                    help="with --graph: colour each session by its state on the running nodes")
+    _run_flag(p)
     p.set_defaults(func=cmd_peers)
 
     p = sub.add_parser("ipam", help="print blocks per node, their use, and borrowed addresses")
@@ -350,9 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="dst", required=True, metavar="POD|IP", help="pod, node or IP")
     p.set_defaults(func=cmd_trace)
 
-    p = sub.add_parser("status", help="`calicoctl node status` of a running node (meshsim run)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("status", help="`calicoctl node status` of a running node (meshsim up)")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="the scenario of the run to ask (optional: --run RUN, or the only run that is up)")
     p.add_argument("--node", required=True)
+    _run_flag(p)
     _output(p, "the same table (calicoctl node status has no wide form)")
     p.set_defaults(func=cmd_status)
 
@@ -366,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("words", nargs="+", metavar="protocols|route|status",
                    help="protocols [all] [NAME] | route [all] [primary] [for ADDRESS|PREFIX] [protocol NAME] | status")
     p.add_argument("-f", "--file", action="append", metavar="SCENARIO",
-                   help="the scenario the node runs (repeat for several files)")
+                   help="the scenario of the run to ask (repeat for several files; optional: --run RUN, or the "
+                        "only run that is up)")
+    _run_flag(p)
     p.add_argument("--format", choices=("bird1", "bird2"), default="bird1",
                    help="bird1: Calico's BIRD 1.6 (default); bird2: BIRD 2.0")
     _output(p, "the same text")
@@ -383,7 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None,
                    help="BGP port for every node (default: 179 as root, otherwise 17900)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for convergence (default 120)")
-    p.add_argument("--keep-running", action="store_true", help="stay up after converging until Ctrl-C")
+    p.add_argument("--keep-running", action="store_true",
+                   help="stay up after converging until Ctrl-C or `meshsim down` (the run gets a state record, "
+                        "like `meshsim up`'s, so status/show/inspect find it)")
+    p.add_argument("--name", default=None, metavar="RUN",
+                   help="with --keep-running: the run's name (default: the scenario's name, made unique)")
+    p.add_argument("--notify-fd", type=int, default=None, help=argparse.SUPPRESS)  # `meshsim up`'s pipe
     p.add_argument("--isolation", choices=("loopback", "netns"), default="loopback",
                    help="loopback: every node on its own 127.x address (default); netns (root): every node in a "
                         "network namespace of its own on a bridge, holding its declared address (needed by "
@@ -397,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-per-node", action="store_true",
                    help="one process per node instead of shared workers")
     p.set_defaults(func=cmd_run)
+
+    _lifecycle_parsers(sub)
 
     p = sub.add_parser("compare", help="your cluster as a full mesh and with route reflectors: a verdict, "
                                        "crossovers and what-ifs")

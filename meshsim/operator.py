@@ -33,21 +33,23 @@ def emit(data: Any, fmt: str) -> None:
 # meshsim show NODE protocols|route|status
 
 
-def show(files: Sequence[str], node: str, words: Sequence[str], *, dialect: str = "bird1",
-         output: str | None = None) -> str:
+def show(files: Sequence[str] | None, node: str, words: Sequence[str], *, dialect: str = "bird1",
+         output: str | None = None, run: str | None = None) -> str:
     """What `birdcl show WORDS` prints on `node` (BIRD 1.6 as Calico's calico-node runs it, or BIRD 2), or its
-    data with `output` json/yaml."""
+    data with `output` json/yaml. The node is found through its run's record (`run`, else the run of `files`,
+    else the only run up)."""
     from meshsim.model.cluster import Cluster
     from meshsim.model.resources import load_scenario
     from meshsim.report.birdc import Clock, parse_command, render
     from meshsim.report.birdtable import bird_state, node_facts
     from meshsim.report.views import show_data
-    from meshsim.run.client import birdc, fetch_views
+    from meshsim.run.client import birdc, fetch_views, find_run
 
     command = parse_command(words)
-    cluster = Cluster.build(load_scenario(files))
+    rec = find_run(files, run)
+    cluster = Cluster.build(load_scenario(rec.files))
     facts = node_facts(cluster, node)
-    views = fetch_views(files, node)
+    views = fetch_views(files, node, run=rec.name)
     status = views["status"]
     clock = Clock(time.time(), time.localtime)
     version = None

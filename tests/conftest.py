@@ -91,3 +91,18 @@ def tmpfs(path: Path, size: str = "64k", ro: bool = False) -> Iterator[Path]:
 def fill(path: Path) -> None:
     """Fill the file system under `path` (a small tmpfs) to the last block."""
     subprocess.run(["dd", "if=/dev/zero", f"of={path / 'fill'}", "bs=4k"], capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def _logs_follow_a_live_stream():
+    """A test that runs the CLI under capsys leaves structlog writing to that test's capture, closed after it;
+    every later log call would raise ValueError (and kill the asyncio task that logged). Point it back at the
+    live stderr when that happened."""
+    yield
+    import structlog
+
+    stream = getattr(structlog.get_config()["logger_factory"], "_file", None)
+    if getattr(stream, "closed", False):
+        from meshsim.logs import configure
+
+        configure()

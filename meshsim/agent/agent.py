@@ -131,7 +131,8 @@ class NodeAgent:
             route_n = parse_ip_route(text).render_route_n()
         except ValueError:
             route_n = ""
-        return {"version": self.version, "last_change": h.last_change, "changes": h.changes, "digest": h.digest,
+        return {"version": self.version, "name": self.config.name, "run_id": self.config.run_id,
+                "last_change": h.last_change, "changes": h.changes, "digest": h.digest,
                 "routes": [{"dst": dst, "line": line, "changed_at": h.changed_at.get(dst)}
                            for dst, line in sorted(h.lines.items())],
                 "removed_at": dict(h.removed_at), "ip": text, "route_n": route_n}
@@ -165,6 +166,7 @@ class NodeAgent:
     async def handle_http(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         match method, path:
             case "GET", "/status":
+                await self.engine.refresh()
                 return 200, self.status()
             case "GET", "/routes":
                 fmt = query.get("format")
@@ -182,8 +184,8 @@ class NodeAgent:
             case "GET", "/routelog":
                 since = bodies.query_float(query, "since", 0.0)
                 return 200, {"entries": self.engine.history.since(since)}
-            case "GET", "/rib":
-                return 200, await self.engine.rib()
+            case "GET", "/rib":  # who answers, so a client can tell another run's node at the same address
+                return 200, {**await self.engine.rib(), "name": self.config.name, "run_id": self.config.run_id}
             case "GET", "/config":
                 rendered = getattr(self.engine, "rendered_config", None)
                 if rendered is None:
@@ -191,6 +193,7 @@ class NodeAgent:
                                          "nodes show their bird.cfg, bird_aggr.cfg and bird_ipam.cfg here)")
                 return 200, rendered()
             case "GET", "/counters":
+                await self.engine.refresh()
                 return 200, self.counters()
             case "GET", "/state":
                 after = bodies.query_int(query, "after", -1)

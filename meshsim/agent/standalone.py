@@ -71,7 +71,14 @@ def main(args: Any) -> int:
         config = config_from_scenario(args.scenario, args.name, bgp_port=args.bgp_port, http_port=args.http_port,
                                       workdir=args.workdir, loopback=args.loopback)
     if getattr(args, "dataplane", None):
+        if args.dataplane == "kernel" and getattr(args, "loopback", False):
+            raise RunError("--dataplane kernel with --loopback would program this machine's own routing table: "
+                           "use it where the node has a network of its own (a container, a namespace)")
         config = replace(config, dataplane=args.dataplane)
-    token = os.environ.get("MESHSIM_TOKEN") or None
+    token = os.environ.get("MESHSIM_TOKEN", "").strip() or None
     configure(config.log_level, json=True)
+    if token is None:
+        get_logger(node=config.name).warning(
+            "node_without_token", detail="MESHSIM_TOKEN is not set: this node answers GETs but refuses every POST "
+                                         "(/local, /config, /start, ...), so no controller can drive it")
     return run_loop(_amain(config, bool(getattr(args, "hold_bgp", False)), token))

@@ -100,6 +100,10 @@ class Engine(Protocol):
     async def teardown(self, peer: str) -> None:
         """Drop one session (`birdc restart NAME`); it comes back by itself."""
 
+    async def refresh(self) -> None:
+        """Read what the BGP daemon reports now, before an API answer (BIRD: `show protocols all`); a native
+        engine's state is always current."""
+
     def sessions(self) -> list[SessionView]: ...
 
     def counters(self) -> dict[str, PeerCounts]: ...

@@ -92,10 +92,12 @@ class FabricBase:
     run_id: str
     token: str
 
-    def __init__(self, cluster: Cluster, *, token: str | None = None) -> None:
+    def __init__(self, cluster: Cluster, *, token: str | None = None, run_id: str | None = None) -> None:
+        """`run_id`: a run id given from outside (compose: the nodes' containers read the same one from the env
+        file), else a fresh one."""
         self.cluster = cluster
         self.token = token or secrets.token_urlsafe(24)
-        self.run_id = secrets.token_hex(6)
+        self.run_id = run_id or secrets.token_hex(6)
         self.node_configs: dict[str, NodeConfig] = {}
 
     # -- configs ---------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ file can be tested to be current), and `main(args)`. What the file holds:
   `meshsim run` measures it;
 - a one-shot `controller` service (`meshsim controller`) that waits for healthy nodes, runs the scenario,
   writes the report into ./reports (or $MESHSIM_REPORTS) and exits 0 only when every table converged;
+- `env_file: <name>.env` in every service (nodes and controller): the run's API token, `MESHSIM_TOKEN=...`,
+  which every POST to a node must carry (meshsim/agent/http.py). `main` writes that file next to the compose
+  file, with a fresh token, mode 0600 (only the user reads it; it never enters the image: .dockerignore),
+  and never into the compose file itself, which stays deterministic and can be committed;
 - every service has the same `build:` and `image:`, so no compose version tries to pull: the build context is
   this checkout, or (`--wheelhouse DIR`, or meshsim installed from a wheel) a folder with the packaged
   meshsim/docker/Dockerfile, which installs meshsim from DIR's wheels or from the package index.
@@ -22,13 +26,15 @@ checks the files against the compose-spec JSON schema. Compose v1 (`docker-compo
 (`docker compose`) both read it. Environment variables the
 file reads: MESHSIM_SCENARIO (another scenario with the same nodes, relative to the compose file's
 folder), MESHSIM_DATAPLANE (sim|kernel), MESHSIM_TIMEOUT, MESHSIM_REPORTS, MESHSIM_IMAGE, BASE_IMAGE.
-Pure apart from reading the scenario and writing the output file.
+Nodes with `implementation: bird` are a clear error (a node container runs meshsim's own engine).
+Pure apart from reading the scenario and writing the output files.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path, PurePosixPath
@@ -80,6 +86,10 @@ def layout(cluster: Cluster) -> Layout:
                            "bridge network, and Docker does not route between bridge networks; give the nodes "
                            "one subnet (their ipv4Address prefix), or run the scenario with `meshsim run`")
     subnet = next(iter(subnets))
+    bird = [n.name for n in nodes if cluster.scenario.host(n.name).implementation == "bird"]
+    if bird:
+        raise ComposeError(f"nodes {', '.join(bird)} use implementation: bird: a node container runs meshsim's own "
+                           "BGP engine, not BIRD; run the scenario with `meshsim run --isolation netns`")
     external = sorted({f"{p.name} of {node} -> {p.peer_address}" for node, ps in cluster.peerings().items()
                        for p in ps if p.peer_node is None})
     if external:
@@ -105,7 +115,7 @@ def layout(cluster: Cluster) -> Layout:
 
 def _project_root() -> Path | None:
     """Where the Dockerfile is: the current folder, else the source checkout meshsim runs from."""
-    for cand in (Path.cwd(), Path(__file__).resolve().parent.parent):
+    for cand in (Path.cwd(), Path(__file__).resolve().parents[2]):  # the checkout holding meshsim/fabric/
         if (cand / "Dockerfile").is_file() and (cand / "meshsim").is_dir():
             return cand
     return None
@@ -133,6 +143,41 @@ def image_context(out_dir: Path, wheelhouse: str | Path | None) -> tuple[Path, s
     ctx.mkdir(parents=True, exist_ok=True)
     (ctx / "Dockerfile.meshsim").write_text(dockerfile)
     return ctx, "Dockerfile.meshsim"
+
+
+def env_file_for(output: str | Path) -> Path:
+    """Where the token lives: next to the compose file, its name with .env (docker-compose.yml ->
+    docker-compose.env)."""
+    out = Path(output)
+    env = out.with_suffix(".env")
+    if env.name == out.name:
+        raise ComposeError(f"{out}: name the compose file something other than *.env (its token file is *.env)")
+    return env
+
+
+ENV_HEADER = ("# The API token of this compose project's nodes and controller: every POST to a node needs\n"
+              "#   Authorization: Bearer $MESHSIM_TOKEN   (and Content-Type: application/json)\n"
+              "# Written by `meshsim compose` (a fresh token each time), mode 0600. A secret: keep it out of version\n"
+              "# control and images. Regenerate it, then `up` again: compose recreates the containers with it.\n")
+
+
+def write_env_file(path: str | Path, token: str | None = None) -> Path:
+    """Write `MESHSIM_TOKEN=<token>` (a fresh one by default) to `path`, mode 0600 from the first byte on
+    (a temp file in the same folder, renamed over it; an existing file's looser mode does not survive)."""
+    from meshsim.agent.http import new_token
+
+    path = Path(path)
+    token = token or new_token()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(ENV_HEADER + f"MESHSIM_TOKEN={token}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _q(value: str) -> str:
@@ -170,6 +215,7 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
     scenario_arg = "${MESHSIM_SCENARIO:-" + default_scenario + "}"
     volumes = [f"{'./' + h if h != '.' and not h.startswith('..') else h}:{c}:ro" for h, c in mounts.items()]
 
+    env_name = env_file_for(output).name
     root, dockerfile = image_context(out_dir, wheelhouse)
     shown_files = " ".join(_rel(Path(f), out_dir) if not Path(f).is_absolute() else str(f) for f in files)
     lines: list[str] = [
@@ -177,7 +223,9 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
         f"# Scenario {sc.name}: {len(sc.nodes)} nodes on {lay.subnet} (gateway {lay.gateway}), one container per",
         "# node (BGP on its declared address, HTTP status on :9179), and a one-shot controller that starts them,",
         "# waits until every route table is as expected, plays the timeline and writes the report to",
-        "# ./reports (exit code 0 = every table converged). With a registry, on any machine:",
+        "# ./reports (exit code 0 = every table converged). Every service reads the run's API token from",
+        f"# {env_name} (MESHSIM_TOKEN, mode 0600, never committed): `meshsim compose` writes it next to this",
+        "# file with a fresh token (for the checkout's file: make compose-file). With a registry, on any machine:",
         "#   docker compose up --build --exit-code-from controller        (or docker-compose, v1)",
         "# Offline: scripts/wheelhouse.sh, then",
         "#   BASE_IMAGE=meshsim-base:local docker-compose up --build --exit-code-from controller",
@@ -203,6 +251,7 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
         f'  image: "${{MESHSIM_IMAGE:-{image}}}"',
         f"  working_dir: {WORKDIR}",
         "  init: true",
+        f"  env_file: [{_q(env_name)}]",
         "",
         "x-node: &node",
         "  <<: *image",
@@ -273,8 +322,13 @@ def compose_file(files: Sequence[str], output: str | Path, *, scenario_path: str
 def main(args: Any) -> int:
     text = compose_file(args.files, args.output, scenario_path=getattr(args, "scenario_path", None),
                         wheelhouse=getattr(args, "wheelhouse", None))
-    Path(args.output).write_text(text)
+    env = env_file_for(args.output)
+    try:
+        Path(args.output).write_text(text)
+        write_env_file(env)
+    except OSError as exc:
+        raise ComposeError(f"cannot write {exc.filename or args.output}: {exc.strerror or exc}") from None
     cluster_nodes = text.count("    <<: *node\n")
-    print(f"wrote {args.output}: {cluster_nodes} node services + controller; run it with "
-          f"`docker-compose -f {args.output} up --build --exit-code-from controller`")
+    print(f"wrote {args.output}: {cluster_nodes} node services + controller, and {env} (the run's API token, "
+          f"mode 0600); run it with `docker-compose -f {args.output} up --build --exit-code-from controller`")
     return 0

@@ -1,61 +1,59 @@
 """`meshsim controller`: run a scenario against nodes that run elsewhere (one container per node).
 
-Owns `RemoteFabric`, a fabric for `Harness` that drives already-running `meshsim node` processes over
-their HTTP endpoints only, and `main(args)`, the compose controller: check that the scenario fits the
-compose file, then `run_scenario(..., fabric_factory=RemoteFabric, mode="compose")` exactly as
-`meshsim run` does (cold start, timeline, report.json/report.md/routes/status), and exit 0 only when
-every expected table was reached.
+Owns `RemoteFabric`, the `Fabric` (meshsim/fabric/base.py) for nodes it did not spawn: `meshsim node`
+processes (meshsim/agent/standalone.py) reached over their HTTP API only, every POST carrying the run's
+token ($MESHSIM_TOKEN, from the 0600 env file `meshsim compose` writes next to the compose file, which
+every node reads too), their summaries followed by one long poll each (meshsim/fabric/watch.py); and
+`main(args)`, the compose controller: check that the scenario fits the compose file, then hand
+`meshsim.run.runner.main` this fabric, so the run is exactly `meshsim run`'s (cold start, timeline,
+report.json/report.md/routes/status, exit 0 only when every expected table was reached).
 
 What a remote fabric can and cannot do to a node it did not spawn:
-- start_node: the node runs with `--hold-bgp`; POST /local (what IPAM says now) then POST /start. A node
-  whose BGP already runs (a second `up` on the same containers) is stopped first, so it starts afresh.
+- start (before the first node): wait until every node answers GET /status (up to `ready_timeout`), and
+  check each is the node the scenario says (name and address), else a RunError naming both.
+- start_node: the node runs with `--hold-bgp`; POST /config (the peerings this controller rendered) and
+  /local (what IPAM says now), then POST /start, or with `hold_bgp` not yet: `release` POSTs /start to all
+  of them at once, so the cold start is timed as `meshsim run` times it. A node whose BGP already runs (a
+  second `up` on the same containers) is stopped first, so it starts afresh.
 - stop_node: POST /stop, a graceful BGP stop (Cease to every peer); the container stays up.
 - kill_node: only with the Docker socket mounted into the controller (/var/run/docker.sock, or
   $MESHSIM_DOCKER_SOCKET), and only mode crash: `docker pause` (the host goes silent, peers notice by hold
   timer); a later start-node unpauses it and restarts its BGP from scratch. Mode sigkill is refused (the
-  container would exit, and `up --exit-code-from` stops the whole stack then). Without the socket: a
-  RunError naming the event.
-- add-node: there is no container for a node the compose file does not have: a RunError.
+  container would exit, and `up --exit-code-from` stops the whole stack then), so `was_killed` is never
+  true. Without the socket: a RunError naming the event. A refused kill leaves the node running and
+  followed.
+- add-node: there is no container for a node the compose file does not have: a RunError, before any
+  running node is reconfigured.
+- A POST answered 401 is a token mismatch: a RunError saying that the nodes and the controller must read
+  the same env file.
+- A node that stops answering for 15 s while it should run is reported dead (the run fails with why).
+- close(): stops following, resumes a node still paused; the containers and their BGP keep running
+  (compose stops them; `up` without `--exit-code-from` leaves them up to look at).
 It only talks to addresses on a network this host is attached to (or loopback), never through a router.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
-import socket
 import struct
-import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from meshsim.errors import RunError
-from meshsim.logs import get_logger
-from meshsim.fabric.nodeapi import NodeApi, config_body
-from meshsim.model.cluster import Cluster
 from meshsim.agent.config import LocalState, NodeConfig, node_configs
-from meshsim.model.resources import load_scenario
+from meshsim.agent.http import request
+from meshsim.errors import RunError
+from meshsim.fabric.base import FabricBase, SnapshotSink, config_body
+from meshsim.fabric.dockerapi import DOCKER_SOCKET, DockerSocket
+from meshsim.fabric.watch import Watchers
+from meshsim.logs import get_logger
+from meshsim.model.cluster import Cluster
+from meshsim.model.names import file_stem
 
 DEFAULT_HTTP_PORT = 9179
-DOCKER_SOCKET = "/var/run/docker.sock"
-
-
-@dataclass
-class RemoteNode:
-    name: str
-    config: NodeConfig
-    proc: None = None  # no local process: the Observer never sees one exit (a dead node times out instead)
-    frozen: bool = False  # paused (a crash through the Docker socket)
-    state: str = "new"  # new | running | stopped | killed | absent (no container for it)
-    starts: int = 0
-    log_path: Path | None = None
-    pids_seen: set[int] = field(default_factory=set)
 
 
 # -- only directly attached networks ------------------------------------------------------------------
@@ -94,106 +92,23 @@ def check_reachable(addresses: dict[str, str], networks: list[IPv4Network] | Non
                        "`meshsim run` runs a scenario on this machine")
 
 
-# -- the Docker Engine API, when its socket is mounted ----------------------------------------------------
+# -- the fabric ------------------------------------------------------------------------------------------
 
-class DockerSocket:
-    """The few Engine API calls kill-node needs (pause, unpause, inspect, logs), over the unix socket."""
+class RemoteFabric(FabricBase):
+    """Nodes that run elsewhere, reached at their session address on `http_port` (see the module docstring).
+    `mode` is "compose"."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._ids: dict[str, str] = {}
-        self.project: str | None = os.environ.get("MESHSIM_COMPOSE_PROJECT")
+    mode = "compose"
 
-    @classmethod
-    def find(cls) -> "DockerSocket | None":
-        path = os.environ.get("MESHSIM_DOCKER_SOCKET", DOCKER_SOCKET)
-        return cls(path) if path and os.path.exists(path) else None
-
-    def _call(self, method: str, path: str, timeout: float = 20.0) -> tuple[int, Any]:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.path)
-            s.sendall(f"{method} {path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n".encode())
-            chunks = []
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                chunks.append(b)
-        finally:
-            s.close()
-        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        try:
-            return status, json.loads(body) if body.strip() else None
-        except ValueError:
-            return status, body.decode(errors="replace")
-
-    async def call(self, method: str, path: str) -> tuple[int, Any]:
-        return await asyncio.to_thread(self._call, method, path)
-
-    def container(self, service: str) -> str:
-        """The id of the compose service's container in our own compose project (sync; cached)."""
-        if service in self._ids:
-            return self._ids[service]
-        if self.project is None:  # our own container's project (the hostname is our container id)
-            status, me = self._call("GET", f"/containers/{socket.gethostname()}/json")
-            if status == 200 and isinstance(me, dict):
-                self.project = (me.get("Config", {}).get("Labels") or {}).get("com.docker.compose.project")
-        labels = [f"com.docker.compose.service={service}"]
-        if self.project:
-            labels.append(f"com.docker.compose.project={self.project}")
-        flt = quote(json.dumps({"label": labels}, separators=(",", ":")))
-        status, found = self._call("GET", f"/containers/json?all=1&filters={flt}")
-        if status != 200 or not found:
-            raise RunError(f"no container for service {service} (project {self.project}) through the Docker socket")
-        self._ids[service] = found[0]["Id"]
-        return self._ids[service]
-
-    async def do(self, service: str, action: str) -> None:
-        cid = await asyncio.to_thread(self.container, service)
-        status, payload = await self.call("POST", f"/containers/{cid}/{action}")
-        if status not in (204, 304):
-            raise RunError(f"docker {action} answered {status}: {payload}", node=service)
-
-    async def state(self, service: str) -> dict[str, Any]:
-        cid = await asyncio.to_thread(self.container, service)
-        status, payload = await self.call("GET", f"/containers/{cid}/json")
-        return payload.get("State", {}) if status == 200 and isinstance(payload, dict) else {}
-
-    def logs(self, service: str) -> bytes:
-        """The container's output (stdout and stderr, demultiplexed)."""
-        cid = self.container(service)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
-        try:
-            s.connect(self.path)
-            s.sendall(f"GET /containers/{cid}/logs?stdout=1&stderr=1 HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        finally:
-            s.close()
-        body = data.partition(b"\r\n\r\n")[2]
-        out, i = [], 0
-        while i + 8 <= len(body):  # multiplexed stream: an 8-byte header per frame
-            size = struct.unpack(">I", body[i + 4:i + 8])[0]
-            out.append(body[i + 8:i + 8 + size])
-            i += 8 + size
-        return b"".join(out)
-
-
-class RemoteFabric(NodeApi):
-    """Nodes that run elsewhere, reached at their session address on `http_port`. Same methods as LocalFabric."""
-
-    def __init__(self, cluster: Cluster, *, http_port: int = DEFAULT_HTTP_PORT, bgp_port: int | None = None,
-                 loopback: bool = False, ready_timeout: float = 120.0, docker: DockerSocket | None | bool = None,
-                 log_level: str = "info") -> None:
-        """`loopback=True`: the nodes run on this machine with `meshsim node --loopback` (tests); otherwise they
-        bind their declared addresses (containers). `docker`: a DockerSocket for kill-node (None: use the
-        mounted socket if there is one; False: never)."""
-        self.cluster = cluster
+    def __init__(self, cluster: Cluster, *, token: str | None = None, http_port: int = DEFAULT_HTTP_PORT,
+                 bgp_port: int | None = None, loopback: bool = False, ready_timeout: float = 120.0,
+                 docker: DockerSocket | None | bool = None, log_level: str = "info",
+                 watchers: Watchers | None = None) -> None:
+        """`token`: the run's API token, which the nodes were started with ($MESHSIM_TOKEN). `loopback=True`:
+        the nodes run on this machine with `meshsim node --loopback` (tests); otherwise they bind their
+        declared addresses (containers). `docker`: a DockerSocket for kill-node (None: use the mounted socket
+        if there is one; False: never)."""
+        super().__init__(cluster, token=token)
         self.http_port = http_port
         self.bgp_port = bgp_port or cluster.scenario.bgp.listen_port
         self.loopback = loopback
@@ -201,7 +116,10 @@ class RemoteFabric(NodeApi):
         self.log_level = log_level
         self.docker = DockerSocket.find() if docker is None else (docker or None)
         self.log = get_logger(component="remote-fabric")
-        self.nodes: dict[str, RemoteNode] = {n: RemoteNode(n, c) for n, c in self._configs().items()}
+        self.watch = watchers or Watchers(self.get)
+        self.state: dict[str, str] = {n: "new" for n in self.configs()}  # new|running|stopped|frozen
+        self.held: set[str] = set()  # running nodes whose BGP waits for release()
+        self.starts: dict[str, int] = {}
         self.closed = False
 
     def _configs(self) -> dict[str, NodeConfig]:
@@ -210,16 +128,44 @@ class RemoteFabric(NodeApi):
         if external:  # nothing of ours answers there, and the containers send traffic to each other only
             raise RunError(f"BGP peers that are not nodes ({'; '.join(external)}) cannot be run in compose mode")
         sessions = None if self.loopback else {n.name: n.address for n in self.cluster.scenario.nodes}
-        return node_configs(self.cluster, bgp_port=self.bgp_port, http_port=self.http_port,
-                            workdir=Path("/tmp/meshsim-node"), session_addresses=sessions, log_level=self.log_level)
+        configs = node_configs(self.cluster, bgp_port=self.bgp_port, http_port=self.http_port,
+                               workdir=Path("/tmp/meshsim-node"), session_addresses=sessions,
+                               log_level=self.log_level)
+        bird = sorted(n for n, c in configs.items() if c.implementation == "bird")
+        if bird:
+            raise RunError(f"nodes {', '.join(bird)} use implementation: bird, which compose does not run (a node "
+                           "container runs meshsim's own engine); use `meshsim run --isolation netns`")
+        return configs
 
-    def http_address(self, name: str) -> tuple[str, int]:
-        return self.nodes[name].config.session_address, self.http_port
+    def attach(self, sink: SnapshotSink) -> None:
+        self.watch.attach(sink)
 
     def running(self) -> list[str]:
-        return [n for n, p in self.nodes.items() if p.state == "running" and not p.frozen]
+        return [n for n, s in self.state.items() if s == "running"]
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    def was_killed(self, name: str) -> bool:
+        return False  # mode sigkill is refused in compose (see the module docstring)
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+    async def post(self, name: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+        """FabricBase.post, but every failure is a RunError (an event that could not be played), and a 401
+        says what to do about the token."""
+        host, port = self.http_address(name)
+        try:
+            status, payload = await request(host, port, "POST", path, body if body is not None else {},
+                                            token=self.token, timeout=timeout)
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:  # a timeline event fails, not the run
+            raise RunError(f"POST {path}: no answer from {host}:{port} ({str(exc) or type(exc).__name__})",
+                           node=name) from None
+        if status == 401:
+            raise RunError(f"POST {path} at {host}:{port} was refused (401): the node was started with another API "
+                           "token than this controller's; both read MESHSIM_TOKEN from the env file `meshsim "
+                           "compose` wrote next to the compose file: regenerate it and `up` again (the containers "
+                           "are recreated with the new token)", node=name)
+        if status != 200:
+            raise RunError(f"POST {path} answered {status}: {payload}", node=name)
+        return payload
+
     async def _answer(self, name: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -232,105 +178,141 @@ class RemoteFabric(NodeApi):
                                    node=name) from None
                 await asyncio.sleep(0.2)
 
-    async def start_node(self, name: str) -> None:
-        node = self.nodes.get(name)
-        if node is None or node.state == "absent":
+    def _check_identity(self, name: str, status: Any) -> None:
+        address = self.configs()[name].address
+        if not isinstance(status, dict):
+            status = {"name": f"not a meshsim node (GET /status answered {str(status)[:60]!r})"}
+        if status.get("name") != name or status.get("address") != address:
+            raise RunError(f"the node answering at {self.http_address(name)[0]} is {status.get('name')} "
+                           f"({status.get('address')}), expected {name} ({address}): do the compose file and "
+                           "MESHSIM_SCENARIO name the same nodes?", node=name)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Wait until every node answers, and is the node the scenario says (all at once)."""
+        names = [n for n, s in self.state.items() if s == "new"]
+        statuses = await asyncio.gather(*(self._answer(n, self.ready_timeout) for n in names))
+        for name, status in zip(names, statuses):
+            self._check_identity(name, status)
+        self.log.info("nodes_answering", nodes=len(names))
+
+    async def start_node(self, name: str, *, restart: bool = False, hold_bgp: bool = False) -> None:
+        """`restart` changes nothing here: a compose node is never SIGKILLed, so it keeps no routes."""
+        state = self.state.get(name)
+        if state is None:
             raise RunError("start: this compose file has no container for it (add-node needs a container per "
                            "node; generate the file for a scenario that declares the node)", node=name)
-        if node.state == "running" and not node.frozen:
+        if state == "running":
             return
-        if node.frozen:  # crashed (paused) through the Docker socket: resume it; BGP restarts afresh below
+        if state == "frozen":  # crashed (paused) through the Docker socket: resume it; BGP restarts afresh below
             assert self.docker is not None
             if (await self.docker.state(name)).get("Paused"):
                 await self.docker.do(name, "unpause")
-            node.frozen = False
         status = await self._answer(name, self.ready_timeout)
-        if status.get("name") != name or status.get("address") != node.config.address:
-            raise RunError(f"the node answering at {self.http_address(name)[0]} is {status.get('name')} "
-                           f"({status.get('address')}), expected {name} ({node.config.address}): do the compose "
-                           "file and MESHSIM_SCENARIO name the same nodes?", node=name)
+        self._check_identity(name, status)
         if status.get("bgp_running"):  # resumed after a crash, or a second run on the same containers: afresh
-            if node.state == "new":
+            if state == "new":
                 self.log.warning("node_was_running", node=name,
                                  detail="BGP was already running (an earlier run?); stopping it to start afresh; "
                                         "counters include the earlier run: `down` between runs for clean figures")
             await self.post(name, "/stop")
-        have = {s["name"] for s in status.get("sessions", [])}
-        if have != {p.name for p in node.config.peers}:
-            await self.post(name, "/config", config_body(node.config))
-        node.config = replace(node.config, local=LocalState.of(self.cluster, name))
-        await self.post(name, "/local", node.config.local.to_json())
-        await self.post(name, "/start")
-        node.state = "running"
-        node.starts += 1
-        self.log.info("node_started", node=name, starts=node.starts)
+        cfgs = self.configs()
+        cfg = cfgs[name] = replace(cfgs[name], local=LocalState.of(self.cluster, name))
+        await self.post(name, "/config", config_body(cfg))
+        await self.post(name, "/local", cfg.local.to_json())
+        if hold_bgp:
+            self.held.add(name)
+        else:
+            await self.post(name, "/start")
+        self.state[name] = "running"
+        self.starts[name] = self.starts.get(name, 0) + 1
+        self.watch.start(name)
+        self.log.info("node_started", node=name, starts=self.starts[name], held=hold_bgp)
 
-    async def wait_ready(self, names: list[str], timeout: float | None = None) -> None:
-        """Until every node answers on HTTP (it was started by us, so it does at once in compose)."""
-        timeout = self.ready_timeout if timeout is None else timeout
-        await asyncio.gather(*(self._answer(n, timeout) for n in names))
+    async def release(self, names: list[str]) -> None:
+        """POST /start to every held node at once."""
+        held = [n for n in names if n in self.held and self.state.get(n) == "running"]
+        await asyncio.gather(*(self.post(n, "/start") for n in held))
+        self.held.difference_update(held)
 
     async def stop_node(self, name: str, timeout: float = 10.0) -> None:
-        """Graceful: POST /stop (ExaBGP sends a Cease NOTIFICATION on every session); the container stays up."""
-        node = self.nodes[name]
-        if node.state != "running":
+        """Graceful: POST /stop (Cease to every peer); the container stays up."""
+        if self.state.get(name) != "running":
             return
-        try:
-            await self.post(name, "/stop", timeout=timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-            self.log.warning("node_stop_failed", node=name, error=str(exc))
-        node.state = "stopped"
+        self.state[name] = "stopped"
+        self.held.discard(name)
+        await self.watch.stop(name)
+        await self.post(name, "/stop", timeout=timeout)
 
     async def kill_node(self, name: str, mode: str = "crash", hold_time: float | None = None) -> None:
         """crash: `docker pause` (the host goes silent: no FIN, no keepalive; peers notice by hold timer) until a
         start-node unpauses it and restarts its BGP from scratch. Needs the Docker socket; sigkill is refused
         (the container would exit, and `up --exit-code-from` stops the whole stack when one does)."""
+        refusal = None
         if self.docker is None:
-            raise RunError(f"kill-node {name} (mode {mode}): the compose controller cannot kill a container "
-                           f"without the Docker socket; mount {DOCKER_SOCKET} into the controller service, "
-                           "or use stop-node (a graceful BGP stop)", node=name)
-        if mode != "crash":
-            raise RunError(f"kill-node {name} (mode {mode}): in compose mode only mode crash (docker pause) is "
-                           "played: a killed container exits, and `up --exit-code-from` stops every container "
-                           "with it; use mode crash or stop-node", node=name)
-        node = self.nodes[name]
-        if node.state != "running":
+            refusal = (f"kill-node {name} (mode {mode}): the compose controller cannot kill a container without the "
+                       f"Docker socket; mount {DOCKER_SOCKET} into the controller service, or use stop-node (a "
+                       "graceful BGP stop)")
+        elif mode != "crash":
+            refusal = (f"kill-node {name} (mode {mode}): in compose mode only mode crash (docker pause) is played: a "
+                       "killed container exits, and `up --exit-code-from` stops every container with it; use mode "
+                       "crash or stop-node")
+        if refusal is not None:
+            self.watch.resend(name)  # the harness forgot the node's summary, but it runs on
+            raise RunError(refusal, node=name)
+        if self.state.get(name) != "running":
             return
+        assert self.docker is not None
+        self.state[name] = "frozen"
+        self.held.discard(name)
+        await self.watch.stop(name)
         await self.docker.do(name, "pause")
-        node.state = "killed"
-        node.frozen = True
+
+    async def push_configs(self) -> list[str]:
+        """As every fabric, but a node the model gained (add-node) is refused before any node is reconfigured."""
+        new = sorted(set(self._configs()) - set(self.configs()))
+        if new:
+            raise RunError(f"add-node: this compose file has no container for {', '.join(new)} (a node needs a "
+                           "service in the file: generate one for a scenario that declares it)", node=new[0])
+        return await super().push_configs()
 
     async def close(self) -> None:
-        """The containers keep running (compose stops them); a node still paused is resumed. Idempotent."""
+        """Stop following; a node still paused is resumed; the containers keep running. Idempotent."""
         if self.closed:
             return
         self.closed = True
-        for name, node in self.nodes.items():
-            if node.frozen and self.docker is not None:
+        await self.watch.close()
+        for name, state in self.state.items():
+            if state == "frozen" and self.docker is not None:
                 try:
                     await self.docker.do(name, "unpause")
                 except (OSError, RunError) as exc:
                     self.log.warning("node_unpause_failed", node=name, error=str(exc))
 
-    # -- talking to nodes ---------------------------------------------------------------------------
-    def _new_node(self, name: str, cfg: NodeConfig) -> "RemoteNode":
-        return RemoteNode(name, cfg, state="absent")  # a node added at run time has no container
-
+    # -- reports -------------------------------------------------------------------------------------------------
     def tail(self, name: str, lines: int = 5) -> str:
-        return f"(the node's log is its container's output: docker-compose logs {name})"
+        return f"(the node's log is its container's output: docker compose logs {name})"
 
     def collect_logs(self, dest: Path) -> None:
         """With the Docker socket: every node container's output into dest/<node>.log; without it, nothing."""
         if self.docker is None:
             return
         dest.mkdir(parents=True, exist_ok=True)
-        for name, node in self.nodes.items():
-            if node.state == "absent":
+        for name, state in self.state.items():
+            if state == "new":
                 continue
             try:
-                (dest / f"{name}.log").write_bytes(self.docker.logs(name))
+                (dest / f"{file_stem(name)}.log").write_bytes(self.docker.logs(name))
             except (OSError, RunError, ValueError) as exc:  # logs are a courtesy
                 self.log.warning("logs_not_collected", node=name, error=str(exc))
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode,
+                "nodes": [{"name": n, "http": "%s:%d" % self.http_address(n), "state": s,
+                           "starts": self.starts.get(n, 0)} for n, s in self.state.items()],
+                "docker_socket": self.docker.path if self.docker is not None else None,
+                "measured": "per node, as each node process reports it (one node per container): CPU as the thread "
+                            "time of its callbacks, memory as its process's RSS"}
 
 
 # -- the controller ---------------------------------------------------------------------------------------
@@ -382,34 +364,30 @@ def give_back(out: Path) -> None:
             pass
 
 
-def main(args: Any) -> int:
-    from meshsim.run.runner import run_scenario, summary
+def controller_token() -> str:
+    token = os.environ.get("MESHSIM_TOKEN", "").strip()
+    if not token:
+        raise RunError("MESHSIM_TOKEN is not set: the controller and the nodes read the run's API token from the env "
+                       "file `meshsim compose` writes next to the compose file (env_file: in every service); "
+                       "regenerate the compose file (`meshsim compose SCENARIO -o FILE`, or `make compose-file`)")
+    return token
 
-    files = list(args.files)
-    cluster = Cluster.build(load_scenario(files))
-    check_fit(cluster, os.environ.get("MESHSIM_COMPOSE_NODES"))
-    check_reachable({n.name: str(n.address) for n in cluster.scenario.nodes})
+
+def main(args: Any) -> int:
+    """The compose controller: checks, then `meshsim.run.runner.main` with a RemoteFabric."""
+    from meshsim.run.runner import main as run_main
+
+    token = controller_token()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clear_previous(out)
-    async def go():
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run_scenario(files, out=out, timeout=args.timeout, fabric_factory=RemoteFabric, mode="compose")
+    log_level = getattr(args, "log_level", None) or "info"
+
+    def check(cluster: Cluster) -> None:
+        check_fit(cluster, os.environ.get("MESHSIM_COMPOSE_NODES"))
+        check_reachable({n.name: str(n.address) for n in cluster.scenario.nodes})
 
     try:
-        result = asyncio.run(go())
-    except KeyboardInterrupt:
-        print("meshsim controller: interrupted", file=sys.stderr)
-        return 130
+        return run_main(args, lambda cluster: RemoteFabric(cluster, token=token, log_level=log_level), mode_check=check)
     finally:
         give_back(out)
-    sys.stdout.write(summary(result))
-    print(f"  report: {out / 'report.json'}; final tables in {out / 'routes'}/, status in {out / 'status'}/")
-    sys.stdout.flush()
-    if result.error:
-        raise RunError(result.error)
-    if result.interrupted:
-        return 130
-    return 0 if result.converged else 1

@@ -1,9 +1,11 @@
-"""Reading a running scenario's nodes from the command line (`meshsim status`, `routes --live`, `show`).
+"""Reading a running emulation's nodes from the command line (`meshsim status`, `routes --live`, `show`,
+`peers --graph --live`).
 
-`fetch_views` is the one place that finds a node and asks it for its JSON views; it finds the node from the
-scenario files (the node's 127.x address, as `meshsim run` maps it) until run state records exist. `birdc`
-speaks a BIRD control socket (what birdc does) for `implementation: bird` nodes, whose GET /status names it
-(`control_socket`).
+`find_node` finds a node through the run's state record (meshsim/run/records.py): `--run RUN`, else the live
+run of the scenario files given, else the only live run. `fetch_views` asks it for its JSON views and checks
+*every* answer: it must come from that node of that run (its `name` and `run_id`), so a node of another run
+answering at the same address is refused, never printed. `birdc` speaks a BIRD control socket (what birdc
+does) for `implementation: bird` nodes, whose GET /status names it (`control_socket`).
 """
 
 from __future__ import annotations
@@ -12,44 +14,64 @@ import asyncio
 import socket
 from typing import Any, Sequence
 
-from meshsim.errors import RunError
 from meshsim.agent.http import request
-from meshsim.model.cluster import Cluster
-from meshsim.agent.config import loopback_map
-from meshsim.model.resources import load_scenario
-from meshsim.fabric.local import DEFAULT_HTTP_PORT
+from meshsim.errors import NotFoundError, RunError
+from meshsim.run import records
+from meshsim.run.records import RunRecord
 
 
-def _address(files: Sequence[str], node: str) -> str:
-    cluster = Cluster.build(load_scenario(files))
-    cluster.scenario.node(node)  # NotFoundError for an unknown node
-    return str(loopback_map(cluster)[node])
+def find_run(files: Sequence[str] | None = None, run: str | None = None) -> RunRecord:
+    return records.pick(run, files=list(files or ()), verb="ask")
 
 
-def _get(files: Sequence[str], node: str, path: str) -> object:
-    host = _address(files, node)
-    try:
-        status, payload = asyncio.run(request(host, DEFAULT_HTTP_PORT, "GET", path, timeout=5))
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise RunError(f"no running meshsim node at {host}:{DEFAULT_HTTP_PORT} ({exc}); "
-                       "start the scenario with `meshsim run ... --keep-running`", node=node) from None
-    if status != 200:
-        raise RunError(f"{path} answered {status}", node=node)
-    return payload
+def find_node(files: Sequence[str] | None, node: str, run: str | None = None) -> tuple[RunRecord, str, int]:
+    rec = find_run(files, run)
+    entry = rec.nodes.get(node)
+    if entry is None:
+        raise NotFoundError(f"node in run {rec.name}", node, tuple(rec.nodes))
+    host, port = entry.http_host_port
+    return rec, host, port
 
 
-def fetch_views(files: Sequence[str], node: str, views: Sequence[str] = ("status", "rib", "routes")) -> dict[str, Any]:
-    """GET /<view> of a running node for each view: {"status": {...}, "rib": {...}, "routes": {...}}."""
+def _owner(run_id: object) -> str:
+    """Whose node it is, as a person reads it: the run's name when a record has that id."""
+    if not run_id:
+        return "no run (a node started by hand)"
+    for rec in records.all_records():
+        if rec.run_id == run_id:
+            return f"run {rec.name} (id {run_id})"
+    return f"run id {run_id}"
+
+
+def check_identity(rec: RunRecord, node: str, where: str, payload: Any, path: str) -> None:
+    """The answer must say it is `node` of run `rec` (issue 13: status printed another run's node)."""
+    if not isinstance(payload, dict):
+        raise RunError(f"{path} at {where} answered {type(payload).__name__}, expected a JSON object", node=node)
+    name, run_id = payload.get("name"), payload.get("run_id")
+    if run_id != rec.run_id:
+        raise RunError(f"{node} at {where} belongs to {_owner(run_id)}, not {rec.name} (id {rec.run_id}); "
+                       f"`meshsim inspect` lists what runs")
+    if name != node:
+        raise RunError(f"the node answering at {where} is {name!r}, not {node!r} (run {rec.name})")
+
+
+def fetch_views(files: Sequence[str] | None, node: str, views: Sequence[str] = ("status", "rib", "routes"),
+                run: str | None = None) -> dict[str, Any]:
+    """GET /<view> of a running node for each view: {"status": {...}, "rib": {...}, "routes": {...}}, each
+    answer checked to come from `node` of the run."""
+    rec, host, port = find_node(files, node, run)
+    where = f"{host}:{port}"
     out = {}
     for view in views:
-        payload = _get(files, node, f"/{view}")
-        if not isinstance(payload, dict):
-            raise RunError(f"/{view} answered {type(payload).__name__}, expected a JSON object", node=node)
+        try:
+            status, payload = asyncio.run(request(host, port, "GET", f"/{view}", timeout=10))
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+            raise RunError(f"nothing answers at {where} ({exc}); is the node stopped? `meshsim inspect {rec.name}` "
+                           "shows its state", node=node) from None
+        if status != 200:
+            raise RunError(f"GET /{view} at {where} answered {status}: {payload}", node=node)
+        check_identity(rec, node, where, payload, f"/{view}")
         out[view] = payload
-    name = out.get("status", {}).get("name")
-    if name not in (None, node):
-        raise RunError(f"the node answering at {_address(files, node)} is {name!r}, not {node!r} (another run?)",
-                       node=node)
     return out
 
 
@@ -80,12 +102,12 @@ def birdc(path: str, command: str, timeout: float = 10.0) -> tuple[str, str]:
     return split_reply([hello])[0].rstrip("\n"), reply
 
 
-def live_status(files: Sequence[str], node: str) -> str:
-    return str(fetch_views(files, node, ("status",))["status"]["text"])
+def live_status(files: Sequence[str] | None, node: str, run: str | None = None) -> str:
+    return str(fetch_views(files, node, ("status",), run)["status"]["text"])
 
 
-def live_routes(files: Sequence[str], node: str | None, fmt: str) -> str:
+def live_routes(files: Sequence[str] | None, node: str | None, fmt: str, run: str | None = None) -> str:
     if node is None:
         raise RunError("--live needs --node NAME")
-    payload = _get(files, node, "/routes?format=" + ("ip" if fmt == "ip" else "route"))
-    return str(payload)
+    routes = fetch_views(files, node, ("routes",), run)["routes"]
+    return str(routes["ip"] if fmt == "ip" else routes["route_n"])

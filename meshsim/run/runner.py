@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ from meshsim.run.steps import run_timeline
 
 SCHEMA = "meshsim.report/v2"
 FabricFactory = Callable[[Cluster], Fabric]
+Keeper = Callable[[Harness, "RunResult"], Awaitable[None]]
+"""What keeps a converged run up instead of `--keep-running`'s own loop (meshsim.run.lifecycle: `meshsim up`'s
+runner, which writes the run's state record and tells `up` the run is ready)."""
 
 
 @dataclass
@@ -165,8 +168,9 @@ def summary(result: RunResult) -> str:
         lines.append(f"  all sessions Established after {c['time_to_established_s']:.2f} s")
     if c.get("time_to_converged_s") is not None:
         p = c["per_node_s"]
-        lines.append(f"  converged after {c['time_to_converged_s']:.2f} s "
-                     f"(per node min {p['min']:.2f} / p50 {p['p50']:.2f} / max {p['max']:.2f} s)")
+        per_node = (f" (per node min {p['min']:.2f} / p50 {p['p50']:.2f} / max {p['max']:.2f} s)"
+                    if p.get("min") is not None else "")  # no node ran (the start failed): no spread
+        lines.append(f"  converged after {c['time_to_converged_s']:.2f} s{per_node}")
     elif c.get("nodes_not_running"):
         missing = c["nodes_not_running"]
         lines.append(f"  NOT converged: {len(missing)} of {len(result.nodes)} nodes never ran "
@@ -207,7 +211,8 @@ def summary(result: RunResult) -> str:
 def after_converged_line(a: dict[str, Any]) -> str:
     """What `--keep-running` saw after the run converged (the report's `after_converged`)."""
     state = "still converged" if a["converged"] else "NOT converged any more"
-    text = (f"kept running {a.get('seconds', 0):.0f} s after converging: at the end {state}: "
+    kept = f"kept running {a['seconds']:.0f} s" if a.get("seconds") is not None else "kept running"
+    text = (f"{kept} after converging: at the end {state}: "
             f"{a['sessions_up']}/{a['sessions_expected']} sessions Established, {a['flaps']} session flaps, "
             f"{a['running']}/{a['nodes']} nodes running")
     if a.get("changes"):
@@ -248,11 +253,13 @@ async def _final_views(h: Harness, result: RunResult) -> None:
 async def run_scenario(files: list[str], *, out: Path | None = None, timeout: float = 120.0, progress: bool = True,
                        keep_running: bool = False, fabric_factory: FabricFactory | None = None,
                        log_level: str = "info", bgp_port: int | None = None, workers: int | None = None,
-                       process_per_node: bool = False) -> RunResult:
+                       process_per_node: bool = False, keeper: Keeper | None = None) -> RunResult:
     """Run a scenario: cold start, then its timeline. `fabric_factory(cluster)` says where the nodes run
     (default: worker processes on this machine). Starting the processes and the nodes has no deadline (a busy
     machine makes it slow, not wrong: fabric/local.py `_wait`); the one limit on the way up is `timeout`, the
-    user's `--timeout` for convergence, whose outcome is a result (NOT converged, exit 1), not a failure."""
+    user's `--timeout` for convergence, whose outcome is a result (NOT converged, exit 1), not a failure.
+    `keeper(harness, result)`, when given, keeps the run up afterwards (in place of `keep_running`) until it
+    returns or the run is cancelled."""
     log = get_logger(component="runner")
     scenario = load_scenario(files)
     cluster = Cluster.build(scenario)
@@ -284,7 +291,9 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
         report = getattr(h.fabric, "external_report", None)
         if report is not None:  # netns: what the ToRs learned
             result.extra = await report()
-        if keep_running:
+        if keeper is not None:
+            await keeper(h, result)
+        elif keep_running:
             await _keep_running(h, result, files)
     except asyncio.CancelledError:
         done()
@@ -293,6 +302,7 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
     except MeshsimError as exc:
         done()
         result.error = str(exc)
+        result.converged = False  # the run stopped part-way: what it did not play did not converge
     finally:
         await _finish(h, result, out)
     return result
@@ -410,54 +420,66 @@ async def _keep_running(h: Harness, result: RunResult, files: list[str]) -> None
                 result.error = f"node {name} died while running: {why}"
                 return
     finally:
-        watch.note(h, result)
+        note_after_converged(h, result, watch)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AfterConverged:
-    """What a run kept up after converging (`--keep-running`, `meshsim up`) records at its end, as the report's
-    `after_converged`: still converged or not, sessions, flaps since, which nodes stopped, died or differ. Not
-    converged any more at the end makes the run not converged."""
+    """How a run looked when it began to be kept up after converging (`--keep-running`, `meshsim up`): when,
+    which nodes ran, their session flaps so far (per node, or only the total: meshsim/run/keeper.py's form)."""
 
-    since: float
+    since: float | None
     running: frozenset[str]
-    flaps: dict[str, int]
+    flaps: dict[str, int] | int
 
     @classmethod
     def start(cls, h: Harness) -> "AfterConverged":
         return cls(time.time(), frozenset(h.running()),
                    {n: s["counters"]["totals"].get("flaps", 0) for n, s in h.observer.snapshots.items()})
 
-    def note(self, h: Harness, result: RunResult) -> None:
-        expected = h.expected()
-        conv = convergence(expected, h.observer.snapshots, result.started_at, h.expected_sessions())
-        running = set(h.running())
-        changes = [f"node {n} died" for n in sorted(h.observer.dead)]
-        changes += [f"node {n} not running" for n in sorted(self.running - running) if n not in h.observer.dead]
-        snaps = h.observer.snapshots
-        changes += [f"node {n}: BGP stopped" for n in sorted(running)
-                    if n in snaps and not snaps[n].get("bgp_running", True)]
-        flapped = {n: snaps[n]["counters"]["totals"].get("flaps", 0) - self.flaps.get(n, 0) for n in sorted(running)
+
+def note_after_converged(h: Harness, result: RunResult, seen: AfterConverged | int) -> None:
+    """What changed while the run was kept up, as the report's `after_converged`: still converged or not,
+    sessions, flaps since, which nodes stopped, died or differ. Not converged any more at the end makes the run
+    not converged. `seen` is the run when keeping began (AfterConverged.start), or only its flap total then."""
+    base = seen if isinstance(seen, AfterConverged) else AfterConverged(None, frozenset(result.nodes), seen)
+    expected = h.expected()
+    snaps = h.observer.snapshots
+    conv = convergence(expected, snaps, result.started_at, h.expected_sessions())
+    running = set(h.running())
+    changes = [f"node {n} died" for n in sorted(h.observer.dead)]
+    changes += [f"node {n} not running" for n in sorted(base.running - running) if n not in h.observer.dead]
+    changes += [f"node {n}: BGP stopped" for n in sorted(running)
+                if n in snaps and not snaps[n].get("bgp_running", True)]
+    if isinstance(base.flaps, dict):
+        before = base.flaps
+        flapped = {n: snaps[n]["counters"]["totals"].get("flaps", 0) - before.get(n, 0) for n in sorted(running)
                    if n in snaps}
         flapped = {n: f for n, f in flapped.items() if f > 0}
+        flaps = sum(flapped.values())
         if flapped:
             changes.append("sessions flapped on " + ", ".join(f"{n} ({f}x)" for n, f in list(flapped.items())[:5])
                            + (" ..." if len(flapped) > 5 else ""))
-        differ = sorted(set(expected) - conv.equal)
-        if differ:
-            changes.append(f"{len(differ)} nodes differ from their expected table ({', '.join(differ[:5])}"
-                           + (", ...)" if len(differ) > 5 else ")"))
-        ok = conv.converged and conv.sessions_up == conv.sessions_expected and self.running <= running
-        result.extra["after_converged"] = {
-            "converged": ok, "seconds": round(time.time() - self.since, 1), "sessions_up": conv.sessions_up,
-            "sessions_expected": conv.sessions_expected, "flaps": sum(flapped.values()),
-            "running": len(running & self.running), "nodes": len(self.running), "changes": changes}
-        if not ok:
-            result.converged = False
+    else:
+        flaps = totals(snaps)["flaps"] - base.flaps
+        if flaps > 0:
+            changes.append(f"sessions flapped {flaps}x")
+    differ = sorted(set(expected) - conv.equal)
+    if differ:
+        changes.append(f"{len(differ)} nodes differ from their expected table ({', '.join(differ[:5])}"
+                       + (", ...)" if len(differ) > 5 else ")"))
+    ok = conv.converged and conv.sessions_up == conv.sessions_expected and base.running <= running
+    result.extra["after_converged"] = {
+        "converged": ok, "sessions_up": conv.sessions_up, "sessions_expected": conv.sessions_expected,
+        "flaps": flaps, "running": len(running & base.running), "nodes": len(base.running), "changes": changes}
+    if base.since is not None:
+        result.extra["after_converged"]["seconds"] = round(time.time() - base.since, 1)
+    if not ok:
+        result.converged = False
 
 
-def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Callable[[Cluster], None] | None = None
-         ) -> int:
+def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Callable[[Cluster], None] | None = None,
+         keeper: Keeper | None = None) -> int:
     """The one entry point of every run command: `meshsim run` and the compose controller."""
     out = Path(args.out) if getattr(args, "out", None) else None
 
@@ -477,7 +499,7 @@ def main(args: Any, fabric_factory: FabricFactory | None = None, mode_check: Cal
                                   keep_running=getattr(args, "keep_running", False), fabric_factory=fabric_factory,
                                   log_level=getattr(args, "log_level", None) or "info",
                                   bgp_port=getattr(args, "port", None), workers=getattr(args, "workers", None),
-                                  process_per_node=getattr(args, "process_per_node", False))
+                                  process_per_node=getattr(args, "process_per_node", False), keeper=keeper)
 
     try:
         result = asyncio.run(go())

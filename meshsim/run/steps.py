@@ -26,6 +26,8 @@ from meshsim.run.harness import Harness
 from meshsim.run.progress import event_progress
 
 DEFAULT_TIMEOUT = 60.0
+NOTE_RESTARTING = "the next event starts the node again, which refreshes its stale routes"
+NOTE_LATER = "not awaited with the event: measured by the next wait_converged()"
 MESSAGE_KEYS = ("update_messages_sent", "update_messages_received")
 
 
@@ -116,7 +118,9 @@ async def _perform(h: Harness, step: Step, result: dict[str, Any]) -> float | No
 
 
 async def run_step(h: Harness, step: Step, run_started: float, progress: Any = None,
-                   next_step: Step | None = None) -> dict[str, Any]:
+                   next_step: Step | None = None, stale_phase: bool = True) -> dict[str, Any]:
+    """Perform one event and measure it (the record `report.json` holds under `events`). `stale_phase=False`:
+    a SIGKILL's second phase is not awaited here (meshsim.api leaves it to `wait_converged`)."""
     running_before = h.running()
     before = {n: h.observer.snapshots.get(n) for n in running_before}
     old_expected = h.expected()
@@ -174,18 +178,19 @@ async def run_step(h: Harness, step: Step, run_started: float, progress: Any = N
         result["blackouts_unknown"] = log_errors
     if stale_until is not None:
         restarting = next_step is not None and next_step.action == "start-node" and next_step.node == step.node
-        result["stale"] = await _stale_phase(h, step, t, stale_until, wait=not restarting, progress=progress)
+        note = NOTE_RESTARTING if restarting else None if stale_phase else NOTE_LATER
+        result["stale"] = await measure_stale(h, step, t, stale_until, wait=note is None, progress=progress, note=note)
     return result
 
 
-async def _stale_phase(h: Harness, step: Step, killed_at: float, until: float, *, wait: bool,
-                       progress: Any) -> dict[str, Any]:
+async def measure_stale(h: Harness, step: Step, killed_at: float, until: float, *, wait: bool,
+                        progress: Any, note: str | None = None) -> dict[str, Any]:
     """Graceful restart after a SIGKILL: the peers kept the node's routes; when did they let them go?"""
     prefixes = {str(p) for p in h.cluster.originated(step.node)}
     out: dict[str, Any] = {"node": step.node, "restart_time_s": round(until - killed_at, 3), "prefixes": len(prefixes)}
     if not wait:
         out["kept_s"] = None
-        out["note"] = "the next event starts the node again, which refreshes its stale routes"
+        out["note"] = note or NOTE_RESTARTING
         return out
     await h.wait_until(until)
     conv = await h.converge(60.0, since=until, progress=progress)

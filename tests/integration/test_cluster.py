@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import meshsim
 from meshsim.fabric.local import WorkerFabric
 from meshsim.model.cluster import Cluster
 from meshsim.model.generate import cluster_yaml
@@ -87,28 +88,22 @@ async def test_route_reflectors_reflect_with_originator_id_and_cluster_list():
 
 
 async def test_pod_churn_claims_a_second_block_and_withdraws_it(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(cluster_yaml("churn", 3, pods=2, subnet="192.168.0.0/24"))
-    cluster = _cluster(path)
     async with asyncio.timeout(120):
-        async with Harness(cluster) as h:
-            assert (await h.converge(60)).converged
-            before = set(cluster.affine_blocks("node3"))
-            await h.add_pods("node3", 70)
-            new_blocks = set(cluster.affine_blocks("node3")) - before
-            assert len(new_blocks) == 1
-            (new_block,) = new_blocks
-            conv = await h.converge(30, since=time.time())
-            assert conv.converged, conv.diffs
+        async with meshsim.emulate(text=cluster_yaml("churn", 3, pods=2, subnet="192.168.0.0/24")) as emu:
+            before = set(emu.expected_routes("node1"))
+            added = await emu.add_workloads("node3", 70)
+            assert added.converged and added["detail"] == "70 pods, 2 blocks on node3"
+            new = [line for line in emu.expected_routes("node1") if line not in before]
+            assert len(new) == 1 and new[0].startswith("10.244.") and "via 192.168.0.12 dev tunl0 proto bird onlink" \
+                in new[0], new
             for other in ("node1", "node2"):
-                assert f"{new_block} via 192.168.0.12 dev tunl0 proto bird onlink" in await table(h, other)
-            await h.remove_pods("node3", 70)
-            assert set(cluster.affine_blocks("node3")) == before
-            assert (await h.converge(30, since=time.time())).converged
+                assert new[0] in await emu.routes(other)
+            removed = await emu.remove_workloads("node3", 70)
+            assert removed.converged and removed["detail"] == "70 pods removed"
             for other in ("node1", "node2"):
-                assert str(new_block) not in await table(h, other)
-            pids = pids_of(h)
-    _assert_cleaned(h, pids)
+                assert new[0].split()[0] not in " ".join(await emu.routes(other))
+            pids = {w["pid"] for w in emu.report()["processes"]["workers"]}
+    assert pids and not [p for p in pids if alive(p)]
 
 
 async def test_graceful_stop_crash_sigkill_and_restart(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import meshsim
 from meshsim.oracle.expected import expected_tables
 from meshsim.model.generate import cluster_yaml
 from meshsim.model.cluster import Cluster
@@ -18,27 +19,23 @@ from tests.integration.helpers import leftover_processes
 pytestmark = [pytest.mark.integration]
 
 
-def _with_events(text: str, *events: str) -> str:
-    return text.rstrip("\n") + "\n  events:\n" + "".join(f"    - {e}\n" for e in events)
-
-
 async def test_kill_is_noticed_on_the_hold_timer_and_a_graceful_stop_much_faster(tmp_path):
-    path = tmp_path / "s.yaml"
-    path.write_text(_with_events(cluster_yaml("hold", 4, hold="6s", keepalive="2s", subnet="192.168.20.0/24"),
-                                 "{action: stop-node, node: node2}", "{action: start-node, node: node2}",
-                                 "{action: kill-node, node: node2}", "{action: start-node, node: node2}"))
-    result = await run_scenario([str(path)], out=tmp_path / "out", progress=False, timeout=60)
-    assert result.converged, [e.get("not_converged") for e in result.events]
-    stop, start, kill, restart = result.events
+    text = cluster_yaml("hold", 4, hold="6s", keepalive="2s", subnet="192.168.20.0/24")
+    async with meshsim.emulate(text=text, out=tmp_path / "out", timeout=60) as emu:
+        stop = await emu.stop_node("node2")
+        start = await emu.start_node("node2")
+        kill = await emu.kill_node("node2")
+        restart = await emu.start_node("node2")
     hold, keepalive = 6.0, 2.0
     # a killed (silent) node's routes go only when the hold timer expires, and not before
-    assert hold - keepalive - 0.5 <= kill["convergence_s"] <= hold + 3, kill["convergence_s"]
-    assert kill["sessions_lost"] == 6 and kill["per_node_s"]["min"] >= hold - keepalive - 0.5
+    assert hold - keepalive - 0.5 <= kill.convergence_s <= hold + 3, kill.convergence_s
+    assert kill.sessions_lost == 6 and kill["per_node_s"]["min"] >= hold - keepalive - 0.5
     # a graceful stop (Cease NOTIFICATION) converges much faster than a kill
-    assert stop["convergence_s"] * 5 < kill["convergence_s"], (stop["convergence_s"], kill["convergence_s"])
-    assert stop["sessions_lost"] == 6 and not stop["blackouts"]
-    assert start["sessions_established"] == 6 and restart["sessions_established"] == 6
+    assert stop.convergence_s * 5 < kill.convergence_s, (stop.convergence_s, kill.convergence_s)
+    assert stop.sessions_lost == 6 and not stop.blackouts
+    assert start.sessions_established == 6 and restart.sessions_established == 6
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["converged"] is True
     assert [e["action"] for e in report["events"]] == ["stop-node", "start-node", "kill-node", "start-node"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert "kill-node node2" in md and "## Events" in md

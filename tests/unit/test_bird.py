@@ -111,7 +111,8 @@ def test_bird2_differs_from_calicos_bird1_only_where_bird2_syntax_forces_it() ->
                    "gateway recursive;", "add paths on;", "import filter {", "export filter {", "accept;",
                    "calico_export_to_bgp_peers(true);", "calico_export_to_bgp_peers(false);", "reject;",
                    "function calico_tunnel(string tunnel_dev) {", 'if ( tunnel_dev != "" && defined(bgp_next_hop) ) then {',
-                   "ifname = tunnel_dev;", "onlink = true;", "gw = bgp_next_hop;", "}", 'calico_tunnel("tunl0");'}
+                   "ifname = tunnel_dev;", "onlink = true;", "gw = bgp_next_hop;", "}", 'calico_tunnel("tunl0");',
+                   "if ( source = RTS_DEVICE ) then { reject; }"}
     allowed_gone = {"import all;", "export filter calico_kernel_programming;", "gateway recursive;", "add paths on;",
                     'krt_tunnel = "tunl0";'}
 

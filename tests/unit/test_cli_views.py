@@ -80,10 +80,21 @@ def test_global_flag_before_the_subcommand_is_kept(monkeypatch: pytest.MonkeyPat
     assert build_parser().parse_args(["validate", RR, "--log-level", "info"]).log_level == "info"
 
 
-def test_show_prints_birdc_for_a_running_node(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_show_prints_birdc_for_a_running_node(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    import os
+    import time
+
+    from meshsim.run import records
+
     views = json.loads((GOLDEN / "mesh" / "meshsim" / "node1.json").read_text())
-    monkeypatch.setattr("meshsim.run.client.fetch_views", lambda files, node, v=("status", "rib", "routes"): views)
+    monkeypatch.setattr("meshsim.run.client.fetch_views",
+                        lambda files, node, v=("status", "rib", "routes"), run=None: views)
     lab = str(GOLDEN / "mesh.yaml")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the run of the lab, as `meshsim up` records it
+    records.write(records.RunRecord(name="mesh", run_id="r1", token="t", mode="local", state="up", scenario="mesh",
+                                    files=records.files_key([lab]), started_at=time.time(),
+                                    runner=records.ProcessRef.of(os.getpid())))
     rc, out, _ = run(capsys, "show", "node1", "protocols", "-f", lab)
     assert rc == 0 and out.splitlines()[:2] == ["BIRD v0.3.3+birdv1.6.8 ready.",
                                                 "name     proto    table    state  since       info"]

@@ -26,6 +26,7 @@ Where BIRD 2's syntax forces a difference (every other line is the same text as 
 | bgp: `import all;` / `import filter {...}; export filter {...};` | the same inside `ipv4 { ... };`          | channel options |
 | `next hop keep;`                                     | inside the channel                                  | channel option |
 | `listen bgp [address A] port N;`                     | `local [A] port N` in the template                  | BIRD 2 has no global `listen bgp` |
+| kernel filter: no device-route line                 | `if ( source = RTS_DEVICE ) then { reject; }` first | BIRD 1.6 keeps device routes out of the kernel unless `device routes;`; BIRD 2 has no such switch |
 | `krt_tunnel = "tunl0";` / `krt_tunnel = "";`         | `calico_tunnel("tunl0");` / `calico_tunnel("");`    | `krt_tunnel` is Calico's BIRD patch (sets the IPIP device and RTNH_F_ONLINK); BIRD 2 says the same with `ifname`, `onlink` and `gw` in a small function |
 
 meshsim additions, present only when asked for: `graceful restart wait` (spec.timers.restartWait, when not BIRD's
@@ -417,6 +418,10 @@ def render_bird_ipam_cfg(inp: BirdInput, dialect: str = "bird2") -> str:
               "  if ( tunnel_dev != \"\" && defined(bgp_next_hop) ) then {\n"
               "    ifname = tunnel_dev;\n    onlink = true;\n    gw = bgp_next_hop;\n  }\n}\n")
     s += "\nfilter calico_kernel_programming {"
+    if dialect == "bird2":
+        s += ("\n\n  # BIRD 2 would program the direct protocol's device routes (the tunnel address on tunl0);"
+              "\n  # BIRD 1.6 leaves them out unless `device routes` is set, which Calico does not set."
+              "\n  if ( source = RTS_DEVICE ) then { reject; }")
     if inp.reject_cidrs:
         s += "\n\n  # Don't program static routes into kernel."
         for cidr in sorted(inp.reject_cidrs, key=_route_key):

@@ -23,6 +23,7 @@ import signal
 import tempfile
 import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +39,7 @@ from meshsim.routes.history import RouteHistory
 
 _SOCKET_PATH_MAX = 100
 _STATE_RE = re.compile(r"^bird: (?P<proto>\S+): State changed to (?P<state>\w+)")
+_MONITOR_RE = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?P<route>\S.*)$")
 START_DEADLINE = 60.0  # BIRD answering its socket: generous, it is a bug past this, not a busy machine
 
 
@@ -79,8 +81,6 @@ class BirdEngine:
         self.details: dict[str, bird.ProtocolDetail] = {}
         self.flaps: dict[str, int] = {p.name: 0 for p in config.peers}
         self._last_state: dict[str, str] = {}
-        self._table_event: float | None = None
-        self._dirty_table = asyncio.Event()
         self._dirty_proto = asyncio.Event()
         self._stat_last: dict[tuple[str, str, str], int] = {}
         self._stat_base: dict[tuple[str, str, str], int] = {}
@@ -185,7 +185,6 @@ class BirdEngine:
                 await asyncio.sleep(0.05)
         self.log.info("bird_started", pid=self.proc.pid, netns=self.netns, recovery=self.config.recovery)
         self._dirty_proto.set()
-        self._dirty_table.set()
         self.on_change()
 
     async def _read_log(self, proc: asyncio.subprocess.Process, path: Path) -> None:
@@ -293,26 +292,47 @@ class BirdEngine:
 
     # -- observing ---------------------------------------------------------------------------------------------
     async def _monitor_routes(self) -> None:
+        """Follow the namespace's main table with `ip -ts monitor route`: every change goes into the history at
+        the time the kernel reported it (iproute2's own timestamp, so a busy event loop here does not delay the
+        figure); a full re-read (`refresh_table`) now and then keeps it honest."""
         while True:
-            proc = await procs.spawn([IP, "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
+            proc = await procs.spawn([IP, "-ts", "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
                                      stderr=asyncio.subprocess.DEVNULL)
             assert proc.stdout is not None
             try:
-                self._dirty_table.set()
+                await self.refresh_table()
+                self.on_change()
                 while True:
                     raw = await proc.stdout.readline()
                     if not raw:
                         break
-                    if self._table_event is None:
-                        self._table_event = time.time()
-                    self._dirty_table.set()
+                    if self._monitor_line(raw.decode(errors="replace").rstrip("\n")):
+                        self.on_change()
             finally:
                 await procs.stop(proc, grace=1)
             await asyncio.sleep(0.5)
 
+    def _monitor_line(self, line: str) -> bool:
+        """One `ip -ts monitor route` line: `[ISO time] [Deleted ]ROUTE` as `ip route` prints ROUTE."""
+        m = _MONITOR_RE.match(line)
+        if m is None or " table " in line or line[m.end():].startswith((" ", "\t")):
+            return False  # another table (local, ...), or an ECMP continuation line
+        route = m.group("route")
+        deleted = route.startswith("Deleted ")
+        if deleted:
+            route = route[len("Deleted "):]
+        dst = _dst_of(route)
+        if dst is None:
+            return False
+        try:
+            stamp = datetime.fromisoformat(m.group("ts")).timestamp()
+        except ValueError:
+            stamp = time.time()
+        if deleted and self.history.lines.get(dst) != route:
+            return False  # a replaced route's old version: the new one is already in
+        return self.history.apply({dst: None if deleted else route}, stamp) > 0
+
     async def refresh_table(self) -> bool:
-        stamp = self._table_event or time.time()
-        self._table_event = None
         rc, text = await aip("route", "show", ns=self.netns)
         if rc != 0:
             return False
@@ -322,7 +342,7 @@ class BirdEngine:
             if dst is not None:
                 lines[dst] = line  # (an ECMP route's `nexthop` lines stay in table_raw only)
         self.table_raw = text
-        return self.history.replace_all(lines, stamp) > 0
+        return self.history.replace_all(lines, time.time()) > 0
 
     async def refresh_protocols(self) -> bool:
         if self.proc is None or self.proc.returncode is not None or self.frozen:
@@ -342,22 +362,20 @@ class BirdEngine:
         return changed
 
     async def _refresher(self) -> None:
-        """Coalesce events: at most one table and one protocol refresh per 20 ms, and a full one every second."""
+        """Sessions after BIRD logged a state change (at most one `show protocols all` per 50 ms), and everything
+        again every few seconds (counters, a table re-read); kept cheap: a hundred BIRD nodes share a worker."""
+        periodic = 0.0
         while True:
-            waiters = [asyncio.create_task(self._dirty_table.wait()), asyncio.create_task(self._dirty_proto.wait())]
             try:
-                await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
-            await asyncio.sleep(0.02)
-            periodic = not self._dirty_table.is_set() and not self._dirty_proto.is_set()
-            table = self._dirty_table.is_set() or periodic
-            self._dirty_table.clear()
+                await asyncio.wait_for(self._dirty_proto.wait(), timeout=5.0)
+            except asyncio.TimeoutError:
+                pass
+            await asyncio.sleep(0.05)
             self._dirty_proto.clear()
             changed = False
             try:
-                if table:
+                if time.monotonic() - periodic >= 5.0:
+                    periodic = time.monotonic()
                     changed |= await self.refresh_table()
                 changed |= await self.refresh_protocols()
             except Exception as exc:  # a bug must not stop observation; said once per occurrence
@@ -374,10 +392,23 @@ class BirdEngine:
         return {"control_socket": str(self.ctl_path), "netns": self.netns}
 
     def table_text(self) -> str:
-        return self.table_raw
+        """The table as the history holds it (`ip route` order comes from a fresh read: GET /routes?format=kernel)."""
+        from meshsim.routes.routetable import parse_ip_route
+
+        text = "".join(line + "\n" for line in self.history.lines.values())
+        try:
+            return parse_ip_route(text).render_ip()
+        except ValueError:
+            return text
 
     async def kernel_table(self) -> str:
+        await self.refresh_table()
         return self.table_raw
+
+    async def refresh(self) -> None:
+        """Sessions and counters as BIRD says them now (the refresher reads them only on a logged change)."""
+        if await self.refresh_protocols():
+            self.on_change()
 
     def sessions(self) -> list[SessionView]:
         out = []

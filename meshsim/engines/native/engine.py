@@ -95,7 +95,9 @@ class NativeEngine:
         self._flush_scheduled = False
         self._felix_scheduled = False
         self._loop = asyncio.get_running_loop()
-        self._dataplane_queue: asyncio.Queue | None = None
+        # with a kernel dataplane, the table's deltas queue from the start (the node's own blocks and pods are
+        # set before BGP starts, e.g. --hold-bgp); start() begins programming them, in order
+        self._dataplane_queue: asyncio.Queue | None = asyncio.Queue() if dataplane is not None else None
         self._dataplane_task: asyncio.Task | None = None
         self._apply_local(self.local, now)
 
@@ -116,7 +118,8 @@ class NativeEngine:
                                           new_conn_id=self.router.new_conn_id, passwords=self._passwords())
             self.transport.listen()
         if self.dataplane is not None and self._dataplane_task is None:
-            self._dataplane_queue = asyncio.Queue()
+            if self._dataplane_queue is None:
+                self._dataplane_queue = asyncio.Queue()
             self._dataplane_task = asyncio.create_task(self._dataplane_loop(), name=f"dataplane-{self.config.name}")
         self._stopping = False
         self.feed(StartAll())
@@ -320,6 +323,9 @@ class NativeEngine:
 
     def _peer_configs(self) -> dict[str, PeerConfig]:
         return {p.name: p for p in self.config.peers}
+
+    async def refresh(self) -> None:
+        """Always current: the speaker is in this process."""
 
     def sessions(self) -> list[SessionView]:
         out = []

@@ -240,3 +240,43 @@ def test_keep_running_that_saw_nothing_change_says_still_converged(scenario, tmp
     result = asyncio.run(go())
     assert result.extra["after_converged"]["converged"] is True and result.converged is True
     assert "still converged: 6/6 sessions Established, 0 session flaps, 3/3 nodes running" in summary(result)
+
+
+def test_a_keeper_that_knows_only_the_flap_total_gets_the_same_watch(scenario, tmp_path):
+    """`meshsim up`'s keeper (meshsim/run/keeper.py) passes note_after_converged the flap total it saw when it
+    began; a node stopped and sessions that flapped afterwards make the run not converged, as with --keep-running."""
+    from meshsim.report.metrics import totals
+
+    factory, made = _fabric()
+    began = asyncio.Event()
+
+    async def keeper(h, result) -> None:
+        seen = totals(h.observer.snapshots)["flaps"]
+        began.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            runner.note_after_converged(h, result, seen)
+
+    async def go() -> runner.RunResult:
+        task = asyncio.create_task(run_scenario([scenario], timeout=3600, progress=False, fabric_factory=factory,
+                                                keeper=keeper))
+        await asyncio.wait_for(began.wait(), 30)
+        f = made[0]
+        stopped = f.summary("node3")
+        stopped["bgp_running"] = False
+        stopped["sessions"] = {p: ["start", None, 0, 0] for p in stopped["sessions"]}
+        f.sink.record("node3", stopped)
+        flapped = f.summary("node1")
+        flapped["counters"]["totals"]["flaps"] = 3
+        f.sink.record("node1", flapped)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        return await task
+
+    result = asyncio.run(go())
+    after = result.extra["after_converged"]
+    assert after["converged"] is False and after["flaps"] == 3 and result.converged is False
+    assert "node node3: BGP stopped" in after["changes"] and "sessions flapped 3x" in after["changes"]
+    assert "seconds" not in after
+    assert "kept running after converging: at the end NOT converged any more" in summary(result)

@@ -8,12 +8,13 @@ POST /local does not withdraw the node's real blocks first) and never becomes a 
 from __future__ import annotations
 
 import math
-from dataclasses import fields, replace
+from dataclasses import MISSING, fields, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from meshsim.agent.config import LocalState, NodeConfig, PeerConfig
 from meshsim.agent.http import HttpError
+from meshsim.model.resources import ENCAP_MODES
 
 
 def _bad(field: str, expected: str, got: Any) -> HttpError:
@@ -81,6 +82,62 @@ def local_state(body: Any) -> LocalState:
 
 
 _PEER_FIELDS = {f.name: f for f in fields(PeerConfig)}
+_PEER_REQUIRED = tuple(f.name for f in fields(PeerConfig) if f.default is MISSING)
+_PEER_TYPES = ("node-to-node mesh", "node specific", "global")
+_POOL_FIELDS = ("name", "cidr", "block_size", "ipip_mode", "vxlan_mode", "disabled", "disable_bgp_export")
+
+
+def _int(value: Any, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 253 and value.isprintable()
+
+
+def _ipv4(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _cidr(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        IPv4Network(value)
+    except ValueError:
+        return False
+    return True
+
+
+# field -> (check, what a bad value is told it should be); every field of PeerConfig has one
+_PEER_CHECKS: dict[str, tuple[Any, str]] = {
+    "name": (_name, "a protocol name"),
+    "address": (_ipv4, "an IPv4 address"),
+    "session_address": (_ipv4, "an IPv4 address"),
+    "port": (lambda v: _int(v, 1, 65535), "a port 1..65535"),
+    "asn": (lambda v: _int(v, 1, 0xFFFFFFFF), "an AS number 1..4294967295"),
+    "passive": (lambda v: isinstance(v, bool), "true or false"),
+    "rr_client": (lambda v: isinstance(v, bool), "true or false"),
+    "type": (lambda v: v in _PEER_TYPES, f"one of {', '.join(_PEER_TYPES)}"),
+    "peer_node": (lambda v: v is None or _name(v), "a node name or null"),
+    "password": (lambda v: v is None or (isinstance(v, str) and 0 < len(v) <= 80), "a TCP-MD5 key (1-80 characters) "
+                                                                                    "or null"),
+    "restart_time": (lambda v: v is None or _int(v, 0, 0xFFFF), "seconds 0..65535 or null"),
+    "keep_next_hop": (lambda v: isinstance(v, bool), "true or false"),
+    "allow_local_as": (lambda v: _int(v, 0, 255), "a count 0..255"),
+    "source_address": (lambda v: v in ("UseNodeIP", "None"), "UseNodeIP or None"),
+    "ttl_security": (lambda v: _int(v, 0, 255), "a hop count 0..255"),
+    "reachable_by": (lambda v: v is None or _ipv4(v), "an IPv4 address or null"),
+    "filters": (lambda v: isinstance(v, list) and all(_name(x) for x in v), "a list of BGPFilter names"),
+    "calico_node": (lambda v: isinstance(v, bool), "true or false"),
+}
+assert set(_PEER_CHECKS) == set(_PEER_FIELDS), "a PeerConfig field without a check"
 
 
 def _peer(i: int, raw: Any, config: NodeConfig) -> PeerConfig:
@@ -89,25 +146,42 @@ def _peer(i: int, raw: Any, config: NodeConfig) -> PeerConfig:
     unknown = set(raw) - set(_PEER_FIELDS)
     if unknown:
         raise _bad(f"peers[{i}].{sorted(unknown)[0]}", f"one of {', '.join(_PEER_FIELDS)}", sorted(unknown)[0])
-    for key in ("name", "address", "session_address", "port", "asn", "passive", "rr_client", "type"):
+    for key in _PEER_REQUIRED:
         if key not in raw:
             raise _bad(f"peers[{i}].{key}", "present", None)
-    try:
-        peer = PeerConfig(**raw)
-        IPv4Address(peer.address)
-        session = IPv4Address(peer.session_address)
-    except (TypeError, ValueError) as exc:
-        raise _bad(f"peers[{i}]", f"a valid peer ({exc})", raw.get("name")) from None
-    if not isinstance(peer.port, int) or not 1 <= peer.port <= 65535:
-        raise _bad(f"peers[{i}].port", "a port 1..65535", peer.port)
-    if not isinstance(peer.asn, int) or not 1 <= peer.asn <= 0xFFFFFFFF:
-        raise _bad(f"peers[{i}].asn", "an AS number 1..4294967295", peer.asn)
+    for key, value in raw.items():
+        check, what = _PEER_CHECKS[key]
+        if not check(value):
+            raise _bad(f"peers[{i}].{key}", what, value)
+    peer = PeerConfig(**{**raw, "filters": tuple(raw.get("filters", ()))})
     # The runner only ever points a node at addresses of its own run: on one machine, loopback.
     own = IPv4Address(config.session_address)
-    if own.is_loopback and not session.is_loopback:
+    if own.is_loopback and not IPv4Address(peer.session_address).is_loopback:
         raise _bad(f"peers[{i}].session_address", "a 127.x address (this node runs on loopback)",
                    peer.session_address)
     return peer
+
+
+def _pool(i: int, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _bad(f"pools[{i}]", "a pool object", raw)
+    if set(raw) != set(_POOL_FIELDS):
+        odd = sorted(set(raw) ^ set(_POOL_FIELDS))[0]
+        raise _bad(f"pools[{i}].{odd}", f"exactly the fields {', '.join(_POOL_FIELDS)}", odd)
+    if not _name(raw["name"]):
+        raise _bad(f"pools[{i}].name", "an IPPool name", raw["name"])
+    if not _cidr(raw["cidr"]):
+        raise _bad(f"pools[{i}].cidr", "an IPv4 CIDR", raw["cidr"])
+    prefix = IPv4Network(raw["cidr"]).prefixlen
+    if not _int(raw["block_size"], max(20, prefix), 32):  # Calico's IPPool rule (meshsim.model.calico)
+        raise _bad(f"pools[{i}].block_size", f"a block size {max(20, prefix)}..32", raw["block_size"])
+    for key in ("ipip_mode", "vxlan_mode"):
+        if raw[key] not in ENCAP_MODES:
+            raise _bad(f"pools[{i}].{key}", f"one of {', '.join(ENCAP_MODES)}", raw[key])
+    for key in ("disabled", "disable_bgp_export"):
+        if not isinstance(raw[key], bool):
+            raise _bad(f"pools[{i}].{key}", "true or false", raw[key])
+    return dict(raw)
 
 
 def node_config_update(config: NodeConfig, body: Any) -> NodeConfig:
@@ -123,22 +197,14 @@ def node_config_update(config: NodeConfig, body: Any) -> NodeConfig:
     names = [p.name for p in peers]
     if len(set(names)) != len(names):
         raise _bad("peers", "unique protocol names", sorted(n for n in names if names.count(n) > 1)[0])
-    pools = body.get("pools", list(config.pools))
-    if not isinstance(pools, list) or not all(isinstance(p, dict) for p in pools):
-        raise _bad("pools", "a list of pool objects", pools)
+    raw_pools = body.get("pools", list(config.pools))
+    if not isinstance(raw_pools, list):
+        raise _bad("pools", "a list of pool objects", raw_pools)
+    pools = tuple(_pool(i, p) for i, p in enumerate(raw_pools))
     cluster_id = body.get("cluster_id", config.cluster_id)
-    if cluster_id is not None:
-        try:
-            IPv4Address(cluster_id)
-        except (ValueError, TypeError):
-            raise _bad("cluster_id", "an IPv4 address or null", cluster_id) from None
-    new = replace(config, peers=peers, pools=tuple(pools), cluster_id=cluster_id)
-    try:
-        new.ip_pools()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad("pools", f"pools with name, cidr, block_size, ipip_mode, vxlan_mode, disabled, "
-                            f"disable_bgp_export ({exc})", pools[:1]) from None
-    return new
+    if cluster_id is not None and not _ipv4(cluster_id):
+        raise _bad("cluster_id", "an IPv4 address or null", cluster_id)
+    return replace(config, peers=peers, pools=pools, cluster_id=cluster_id)
 
 
 def peer_name(body: Any) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -53,6 +54,14 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
+
+
+def bind_error(exc: OSError, where: str) -> str:
+    """A bind that failed, as a user reads it: an address in use is another run's (or program's) node."""
+    if exc.errno == errno.EADDRINUSE:
+        return (f"address already in use ({where}): another meshsim run, or another program, holds this node's "
+                "address; stop it first")
+    return f"{exc.strerror or exc} ({where})"
 
 
 class Worker:
@@ -89,14 +98,16 @@ class Worker:
                 if not line:
                     self.log.info("worker_runner_gone")
                     break
+                msg: dict[str, Any] = {}
                 try:
                     msg = json.loads(line)
                     await self.command(msg)
                 except MeshsimError as exc:
                     self.reply(str(msg.get("op")), msg.get("node"), ok=False, error=str(exc))
                 except (ValueError, KeyError, TypeError, OSError) as exc:
+                    # answered under the op's own name: the runner waits for that answer, without a deadline
                     self.log.error("worker_command_failed", error=repr(exc), line=line[:200])
-                    self.reply("?", None, ok=False, error=repr(exc))
+                    self.reply(str(msg.get("op", "?")), msg.get("node"), ok=False, error=repr(exc))
         finally:
             await self.shutdown()
             pusher.cancel()
@@ -114,13 +125,22 @@ class Worker:
                 try:
                     await self.start(config, hold_bgp=bool(msg.get("hold_bgp")), restart=bool(msg.get("restart")))
                 except OSError as exc:
-                    self.reply(op, name, ok=False, error=f"{exc.strerror or exc} (binding {config.session_address}:"
-                                                          f"{config.bgp_port} or HTTP {config.http_port})")
+                    where = (f"{config.http_address or config.session_address} HTTP port {config.http_port} or "
+                             f"{config.session_address} BGP port {config.bgp_port}")
+                    self.reply(op, name, ok=False, error=bind_error(exc, where))
                     return
                 self.reply(op, name, pid=os.getpid())
             case "release":  # every node at once: a cold start is timed from this instant
-                await asyncio.gather(*(self.nodes[n].engine.start() for n in msg.get("nodes", []) if n in self.nodes))
-                self.reply(op, None)
+                names = [n for n in msg.get("nodes", []) if n in self.nodes]
+                results = await asyncio.gather(*(self.nodes[n].engine.start() for n in names), return_exceptions=True)
+                failed = []
+                for n, res in zip(names, results):
+                    if isinstance(res, OSError):
+                        cfg = self.nodes[n].config
+                        failed.append(f"node {n}: {bind_error(res, f'{cfg.session_address} BGP port {cfg.bgp_port}')}")
+                    elif isinstance(res, BaseException):
+                        raise res
+                self.reply(op, None, ok=not failed, error="; ".join(failed[:3]) or None)
             case "stop":
                 await self.stop(name)
                 self.reply(op, name)
@@ -166,7 +186,11 @@ class Worker:
         engine = self._engine(config, log, changed, kept)
         agent = NodeAgent(config, engine, log=log, token=self.token)
         agent.watch(self._mark)
-        await agent.start(hold_bgp=hold_bgp)
+        try:
+            await agent.start(hold_bgp=hold_bgp)
+        except BaseException:
+            await agent.close()  # what it did bind (its HTTP listener) goes with it
+            raise
         self.nodes[name] = agent
         self._mark(name)
 

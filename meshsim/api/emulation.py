@@ -108,6 +108,10 @@ class Emulation(TimelineActions):
         _quiet_logs()
         scenario = self._load()
         self._check_mode(scenario)
+        if self.out is not None:  # a place the report cannot be written is an error before anything starts
+            from meshsim.run.runner import prepare_out
+
+            prepare_out(self.out)
         cluster = Cluster.build(scenario)
         fabric = fabric_factory(self.isolation, self.dataplane, bgp_port=self.bgp_port, log_level=self.log_level,
                                 workers=self.workers, process_per_node=self.process_per_node)(cluster)
@@ -180,26 +184,32 @@ class Emulation(TimelineActions):
 
     async def close(self) -> None:
         """Stop every node and remove everything the emulation made (idempotent). With `out`, the report, final
-        tables, status and logs are written there first, as `meshsim run --out` writes them."""
+        tables, status and logs are written there, as `meshsim run --out` writes them (report.json before the nodes
+        stop, the rest after); what could not be written raises RunError once everything is stopped."""
         if self._state == "closed":
             return
         self._state = "closed"
         h = self._harness
+        unwritten: list[str] = []
         try:
             if h is not None:
-                if self.out is not None and self._result is not None:
-                    from meshsim.run.runner import _measure_last
+                if self.out is not None and self._result is not None:  # runner.py's order: report.json, close, rest
+                    from meshsim.run.runner import _measure_last, write_report_json
 
                     self._sync_result()
                     await _measure_last(h, self._result)
                     self._result.processes = h.fabric.describe()
+                    unwritten += write_report_json(self.out, self._result)
                 await h.close(keep_files=True)
                 if self.out is not None and self._result is not None:
-                    from meshsim.run.runner import write_outputs
+                    from meshsim.run.runner import write_views
 
-                    write_outputs(self.out, self._result, h.fabric.collect_logs)
+                    unwritten += write_views(self.out, self._result, h.fabric.collect_logs)
         finally:
             self._last_resort()
+        if unwritten:
+            raise RunError(f"could not write the report: {'; '.join(unwritten[:3])}"
+                           + (" ..." if len(unwritten) > 3 else ""))
 
     def _last_resort(self) -> None:
         """Synchronous, safe while being cancelled: whatever the graceful close did not finish."""

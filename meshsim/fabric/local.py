@@ -365,6 +365,8 @@ class WorkerFabric(FabricBase):
             self.kill_all_now()
 
     async def _shutdown(self, w: WorkerProc) -> None:
+        # Bounded on purpose (the end of a run, not its start): past these a worker is killed, which its peers
+        # see as they would a crash.
         if w.alive and w.proc is not None and w.proc.stdin is not None:
             try:
                 w.proc.stdin.write(b'{"op": "shutdown"}\n')

@@ -38,7 +38,7 @@ def _sysctl(ns: str, settings: dict[str, str]) -> None:
     import subprocess
 
     cmd = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w"] + [f"{k}={v}" for k, v in settings.items()]
-    subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    subprocess.run(cmd, capture_output=True, text=True, timeout=30)  # a hung command, not a slow one: it takes ms
 
 
 class NetnsFabric(WorkerFabric):
@@ -283,9 +283,14 @@ def check_isolation(cluster_or_scenario: Any, isolation: str) -> None:
         raise RunError(f"nodes {', '.join(bird)} use implementation: bird, which needs --isolation netns (root): "
                        "BIRD marks next hops in 127/8 unreachable")
     if isolation != "netns" and hasattr(cluster_or_scenario, "peerings"):
-        external = sorted({f"{p.name} on {node} -> {p.peer_address}" for node, ps in cluster_or_scenario.peerings().items()
-                           for p in ps if p.peer_node is None})
-        if external:
+        by_address: dict[Any, set[str]] = {}
+        for node, ps in cluster_or_scenario.peerings().items():
+            for p in ps:
+                if p.peer_node is None:
+                    by_address.setdefault(p.peer_address, set()).add(node)
+        if by_address:
+            shown = [f"{a} (peer of {len(ns)} node{'s' if len(ns) > 1 else ''}: {', '.join(sorted(ns)[:3])}"
+                     f"{', ...' if len(ns) > 3 else ''})" for a, ns in sorted(by_address.items())[:5]]
             raise RunError("BGPPeers whose peerIP is no node (a ToR) are emulated as gobgpd in `--isolation netns` "
                            f"(root); on loopback meshsim never connects to an address it did not create: "
-                           f"{'; '.join(external[:5])}" + (" ..." if len(external) > 5 else ""))
+                           f"{'; '.join(shown)}" + (" ..." if len(by_address) > 5 else ""))

@@ -78,7 +78,12 @@ class TorDaemons:
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", tor.ns, "gobgp", "-u", "127.0.0.1", "-p", str(TOR_API_PORT), *args, "-j",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        try:  # gobgp answers from gobgpd's memory in milliseconds: 20 s is a hung daemon, not a busy machine
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
         if proc.returncode:
             raise RunError(f"gobgp {' '.join(args)} in {tor.ns}: {err.decode().strip()}")
         return json.loads(out or b"null")
@@ -134,6 +139,8 @@ class TorDaemons:
         out = []
         nodes = {str(n.address) for n in self.cluster.scenario.nodes}
         for tor in self.topology.tors:
+            # Called once the cluster converged, when the ToR has had its routes for as long as the nodes; the wait
+            # covers the last UPDATEs in flight. Past it the report says what the ToR lacks (no run fails on it).
             deadline = time.monotonic() + self.tor_wait
             while True:
                 try:

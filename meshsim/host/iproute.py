@@ -21,6 +21,8 @@ def argv(args: Sequence[str], ns: str | None = None) -> list[str]:
 
 
 def ip(*args: str, ns: str | None = None, check: bool = True, stdin: str | None = None, timeout: float = 60) -> str:
+    # The timeout catches a hung `ip` (a kernel lock), not a slow one: a batch of thousands of lines takes well
+    # under a second even on a busy machine.
     cmd = argv(args, ns)
     res = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and res.returncode != 0:
@@ -36,7 +38,7 @@ def batch(lines: Sequence[str], ns: str | None = None, force: bool = False) -> N
 
 
 async def aip(*args: str, ns: str | None = None, stdin: str | None = None, timeout: float = 15.0) -> tuple[int, str]:
-    """`ip` from asyncio: (exit code, stdout+stderr). Never raises."""
+    """`ip` from asyncio: (exit code, stdout+stderr). Never raises. (The timeout: as for `ip()`.)"""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv(args, ns), stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,

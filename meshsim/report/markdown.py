@@ -52,6 +52,8 @@ def markdown(report: dict[str, Any], plot_files: list[str] | None = None, topolo
           _f(c.get("time_to_established_s"), " s"), _f(c.get("time_to_converged_s"), " s"),
           " / ".join(_f(p.get(k)) for k in ("min", "p50", "p95", "max")) + " s",
           _f(c.get("updates_received")), _f(c.get("withdrawals_received")), _f(c.get("flaps"))]]))
+    if c.get("nodes_not_running"):
+        lines += [f"Nodes that never ran: {', '.join(c['nodes_not_running'])}", ""]
     if c.get("not_converged"):
         lines += ["Nodes that differ from their expected table:", ""]
         for n, d in c["not_converged"].items():
@@ -87,6 +89,15 @@ def markdown(report: dict[str, Any], plot_files: list[str] | None = None, topolo
             for b in (e.get("blackouts") or [])[:10]:
                 lines.append(f"- event {e['index']} ({e['event']}): blackout on {b['node']} for {b['route']}: "
                              f"{b['seconds']:.3f} s" + (" (not restored)" if b.get("unrecovered") else ""))
+        lines.append("")
+    after = report.get("after_converged")
+    if after:
+        state = "still converged" if after["converged"] else "**NOT converged any more**"
+        lines += ["## After converging (kept running)", "",
+                  f"Kept running {_f(after.get('seconds'), ' s', 0)} after converging; at the end {state}: "
+                  f"{after['sessions_up']}/{after['sessions_expected']} sessions Established, {after['flaps']} "
+                  f"session flaps, {after['running']}/{after['nodes']} nodes running.", ""]
+        lines += [f"- {change}" for change in after.get("changes", [])]
         lines.append("")
     lines += ["## Nodes", ""]
     rows = []

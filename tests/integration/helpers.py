@@ -50,3 +50,42 @@ async def table(h: Harness, node: str) -> str:
 
 async def routes_view(h: Harness, node: str) -> dict[str, Any]:
     return await h.fabric.get(node, "/routes")
+
+
+def marked_processes(marker: str) -> list[str]:
+    """Live processes whose environment holds MESHSIM_TEST_MARK=`marker` (a run started with `marked_env(marker)`
+    passes it to every worker it spawns): what a run left behind, whatever its command line."""
+    want = f"MESHSIM_TEST_MARK={marker}".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if want in env and alive(int(entry)):
+            out.append(f"{entry}: {cmd}")
+    return out
+
+
+def marked_env(marker: str) -> dict[str, str]:
+    """The environment for a `meshsim` subprocess of this tree whose processes `marked_processes` can find."""
+    from tests.conftest import ROOT
+
+    return {**os.environ, "PYTHONPATH": str(ROOT), "MESHSIM_TEST_MARK": marker}
+
+
+def sockets_on(addresses: set[str], ports: tuple[int, ...] = (179, 9179)) -> list[str]:
+    """Listening or connected TCP sockets on these IPv4 addresses and ports (TIME-WAIT and closed ones aside):
+    what would make the next run fail to bind."""
+    states = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "0A": "LISTEN"}
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        host, port = fields[1].split(":")
+        addr = ".".join(str(int(host[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        if addr in addresses and int(port, 16) in ports and fields[3] in states:
+            out.append(f"{addr}:{int(port, 16)} {states[fields[3]]}")
+    return out

@@ -24,7 +24,8 @@ from meshsim.oracle.expected import expected_tables
 from meshsim.run.harness import Harness
 from meshsim.run.runner import run_scenario
 from tests.conftest import ROOT, SCENARIOS
-from tests.integration.helpers import alive, leftover_processes, pids_of, routes_view, table
+from tests.integration.helpers import (alive, leftover_processes, marked_env, marked_processes, pids_of,
+                                       routes_view, sockets_on, table)
 
 pytestmark = [pytest.mark.integration]
 
@@ -236,7 +237,8 @@ def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(cluster_yaml("interrupt", 3, subnet="192.168.9.0/24"))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    mark = f"ctrl-c-{os.getpid()}"
+    env = marked_env(mark)
     proc = subprocess.Popen([sys.executable, "-m", "meshsim", "run", str(path), "--out", str(out), "--keep-running"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
@@ -265,4 +267,5 @@ def test_ctrl_c_stops_every_process_and_still_writes_the_report(tmp_path):
     assert (out / "report.json").exists() and (out / "routes" / "node1.ip").exists()
     assert '"interrupted": true' in (out / "report.json").read_text()
     time.sleep(0.5)
-    assert not leftover_processes("meshsim-run-"), "processes left after Ctrl-C"
+    assert not marked_processes(mark), "processes left after Ctrl-C"
+    assert not sockets_on({"127.168.9.10", "127.168.9.11", "127.168.9.12"}), "addresses held after Ctrl-C"

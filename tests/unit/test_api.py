@@ -77,6 +77,21 @@ async def test_mode_problems_are_said_before_anything_starts(write_yaml):
         emu.nodes  # noqa: B018
 
 
+async def test_an_out_that_cannot_be_written_is_said_before_anything_starts(write_yaml, tmp_path, monkeypatch):
+    """As `meshsim run --out` (issue 12, defect 1): no node starts, so none can be left running."""
+    import meshsim.fabric.netns
+
+    def no_fabric(*args, **kwargs):
+        raise AssertionError("a fabric was made")
+
+    monkeypatch.setattr(meshsim.fabric.netns, "fabric_factory", no_fabric)
+    plain = write_yaml(pool_doc(), node_doc("node1", "192.168.0.81/24"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(RunError, match=r"--out .*afile: exists and is not a directory; nothing was started"):
+        await meshsim.emulate(plain, out=afile).start()
+
+
 def test_external_peers_map_to_loopback_addresses_of_their_own(write_yaml):
     path = write_yaml(pool_doc(), node_doc("node1", "192.168.0.81/24"), node_doc("node2", "192.168.0.82/24"), TOR,
                       "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: rs}\n"

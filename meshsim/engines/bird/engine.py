@@ -281,10 +281,22 @@ class BirdEngine:
         self._dirty_proto.set()
 
     async def set_local(self, local: LocalState) -> None:
+        """An IPAM change, in Calico's order: a block is claimed (its affinity written, so confd renders it into
+        bird_aggr.cfg and runs `birdc configure`) before any pod gets an address in it, and released only after
+        its pods are gone. So a new block reaches BIRD before its pods' routes: the other way round BIRD's kernel
+        protocol (`learn`) picks up each pod route first and `calico_export_to_bgp_peers` exports it as a /32
+        (no `calico_aggr()` line covers it yet), to be withdrawn again at the configure, and the block itself
+        waits for every pod's device. A shrinking set of blocks goes the other way: pods first, then the config."""
+        before = set(self.local.blocks) | set(self.local.affine)
+        grows = bool((set(local.blocks) | set(local.affine)) - before)
         self.local = local
         self.config = replace(self.config, local=local)
-        await self.program_workloads()
-        await self.configure()
+        if grows:
+            await self.configure()
+            await self.program_workloads()
+        else:
+            await self.program_workloads()
+            await self.configure()
 
     async def reconfigure(self, config: NodeConfig) -> None:
         self.config = replace(config, local=self.local)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -107,6 +108,10 @@ async def main() -> int:
         print("needs root (BIRD nodes run in network namespaces)", file=sys.stderr)
         return 2
     configure("error")
+    # SIGTERM (kill, a CI timeout) cancels the run like Ctrl-C, so the Harness removes its namespaces and daemons
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)
     cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
     table: list[tuple[str, dict[str, dict[str, float]]]] = []
     for design, n in cases:

@@ -167,6 +167,7 @@ class BirdEngine:
         await self._spawn(bgp_disabled=False)
 
     async def _spawn(self, bgp_disabled: bool) -> None:
+        self._stopping = False  # (an engine closed and started again observes again)
         if not self._tasks:
             self._tasks += [asyncio.create_task(self._monitor_routes(), name="bird-monitor"),
                             asyncio.create_task(self._refresher(), name="bird-refresher")]
@@ -252,9 +253,18 @@ class BirdEngine:
                 await asyncio.wait_for(proc.wait(), 5)
         await procs.stop(proc, grace=3)
         self.bgp_running = False
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as its inner wait completes
+        # (gh-86296, fixed in 3.12): a refresher that lost its cancel ran on and this close never returned, which
+        # left a worker's `stop` unanswered (seen with 100 BIRD nodes). Ask again, and never wait unbounded.
+        pending = set(self._tasks)
+        for _ in range(3):
+            for t in pending:
+                t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=2.0)
+            if not pending:
+                break
+        if pending:
+            self.log.warning("bird_tasks_left_running", tasks=sorted(t.get_name() for t in pending))
         self._tasks = []
         if self._sock_dir:
             shutil.rmtree(self._sock_dir, ignore_errors=True)
@@ -313,7 +323,7 @@ class BirdEngine:
         """Follow the namespace's main table with `ip -ts monitor route`: every change goes into the history at
         the time the kernel reported it (iproute2's own timestamp, so a busy event loop here does not delay the
         figure); a full re-read (`refresh_table`) now and then keeps it honest."""
-        while True:
+        while not self._stopping:  # close() also cancels; this ends the loop if a cancel is lost
             proc = await procs.spawn([IP, "-ts", "-n", self.netns, "monitor", "route"], stdout=asyncio.subprocess.PIPE,
                                      stderr=asyncio.subprocess.PIPE)
             assert proc.stdout is not None and proc.stderr is not None
@@ -397,7 +407,7 @@ class BirdEngine:
         """Sessions after BIRD logged a state change (at most one `show protocols all` per 50 ms), and everything
         again every few seconds (counters, a table re-read); kept cheap: a hundred BIRD nodes share a worker."""
         periodic = 0.0
-        while True:
+        while not self._stopping:  # close() also cancels; this ends the loop if a cancel is lost
             try:
                 await asyncio.wait_for(self._dirty_proto.wait(), timeout=5.0)
             except asyncio.TimeoutError:

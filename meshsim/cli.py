@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections import Counter
 from typing import Sequence
@@ -556,6 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshsim.logs import configure
 
     configure(args.log_level, args.log_json or None)
+    if args.func is not cmd_worker and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # started with `cmd &` from a script, which ignores SIGINT: `kill -INT` / Ctrl-C still stops us cleanly
+        # (`meshsim up` brings its run down, `compare` writes what it measured); workers leave it to their runner
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if os.environ.get("MESHSIM_YAML_LOADER"):
             from meshsim.model.yamldoc import use_loader

@@ -269,7 +269,9 @@ def test_a_stale_record_is_reported_and_cleaned(cli: Cli, tmp_path: Path) -> Non
 def test_ctrl_c_during_up_brings_the_run_down(cli: Cli, tmp_path: Path) -> None:
     # a timeline that keeps `up` waiting while every node runs
     a = scenario(tmp_path, "lc-a", A_NET, 3, events="  - {action: sleep, duration: 60s}\n")
-    proc = cli.popen("up", str(a), start_new_session=True)
+    # as `meshsim up S &` from a script starts it: SIGINT inherited as ignored; Ctrl-C must still bring the run down
+    proc = cli.popen("up", str(a), start_new_session=True,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     rec: dict[str, Any] = {}
     try:
         deadline = time.monotonic() + 90

@@ -65,11 +65,12 @@ def _wait_established(proc: subprocess.Popen, address: str, sessions: int, bound
 
 def _kept_run(path: Path, out: Path, mark: str, *extra: str, sigint_ignored: bool = False) -> subprocess.Popen:
     argv = [*MESHSIM, "run", str(path), "--out", str(out), "--keep-running", *extra]
+    # the run's work dir under the test's own tmp_path: a runner killed with SIGKILL cannot remove it itself
+    env = {**marked_env(mark), "TMPDIR": str(out.parent)}
     if sigint_ignored:  # as a script's `cmd &` starts it: SIGINT ignored (POSIX, no job control)
         return subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=marked_env(mark), cwd=ROOT)
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=marked_env(mark),
-                            cwd=ROOT)
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 def _stop(proc: subprocess.Popen) -> None:

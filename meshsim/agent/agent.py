@@ -89,9 +89,7 @@ class NodeAgent:
         if not hold_bgp:
             await self.engine.start()
         else:
-            prepare = getattr(self.engine, "prepare", None)
-            if prepare is not None:  # an engine with a process of its own starts it now, BGP held back
-                await prepare()
+            await self.engine.prepare()
         self.touch()
 
     async def close_http(self) -> None:

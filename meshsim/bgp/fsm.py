@@ -318,6 +318,7 @@ class Session:
         self.peer_restart_time: int | None = None
         self.counters = Counters()
         self.established_count = 0
+        self._opens: dict[bool, tuple[Open, bytes]] = {}  # our OPEN and its bytes, by Restart State bit
 
     # -- views ------------------------------------------------------------------------------------
 
@@ -550,12 +551,16 @@ class Session:
     def _send_open(self, c: Conn, now: float, out: list[Action]) -> None:
         """bgp_send_open(): OPEN, then the peer's OPEN is awaited under the startup hold time."""
         t = self.config.timers
-        c.local_open = Open(asn=self.config.local_as, hold_time=int(t.hold_time), router_id=self.config.router_id,
-                            capabilities=self.config.capabilities(self.restarting))
+        cached = self._opens.get(self.restarting)
+        if cached is None:  # the config is fixed for a session's life: built and encoded once per R bit
+            msg = Open(asn=self.config.local_as, hold_time=int(t.hold_time), router_id=self.config.router_id,
+                       capabilities=self.config.capabilities(self.restarting))
+            cached = self._opens[self.restarting] = (msg, codec.encode(msg, None))
+        c.local_open = cached[0]
         c.state = ConnState.OPENSENT
         c.connect_at = None
         c.hold_at = now + jittered(t.startup_hold, self._rng)
-        self._send(c, c.local_open, now, out)
+        self._send(c, cached[0], now, out, cached[1])
 
     def _sock_err(self, c: Conn, error: str, now: float, out: list[Action]) -> None:
         """bgp_sock_err(): the TCP connection failed or was closed by the peer."""
@@ -608,9 +613,10 @@ class Session:
 
     # -- messages ---------------------------------------------------------------------------------------
 
-    def _send(self, c: Conn, msg: Message, now: float, out: list[Action]) -> None:
+    def _send(self, c: Conn, msg: Message, now: float, out: list[Action], data: bytes | None = None) -> None:
+        """Send `msg` (`data`: its bytes when already encoded)."""
         self.counters.count(self.counters.messages_out, _KIND[type(msg)])
-        out.append(Send(c.id, codec.encode(msg, c.negotiated)))
+        out.append(Send(c.id, codec.encode(msg, c.negotiated) if data is None else data))
         self._sent(c, now)
 
     def _notify(self, c: Conn, code: int, subcode: int, data: bytes, now: float, out: list[Action]) -> None:

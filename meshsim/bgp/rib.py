@@ -413,6 +413,13 @@ class LocRib:
             self._sorted = sorted(self._candidates)
         return list(self._sorted)
 
+    def prefixes_from(self, sources: Iterable[str | None]) -> list[IPv4Network]:
+        """The prefixes with a candidate from one of `sources` (peer names; None: originated here), sorted."""
+        found: set[IPv4Network] = set()
+        for name in sources:
+            found.update(prefix for prefix, _ in self._by_peer.get(name, ()))
+        return sorted(found)
+
     def snapshot(self) -> dict[IPv4Network, tuple[Path, Reason]]:
         return dict(sorted(self._best.items()))
 

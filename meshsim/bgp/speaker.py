@@ -15,6 +15,7 @@ The router (meshsim.bgp.router) turns Announce/Withdraw into UPDATE messages.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
@@ -106,6 +107,8 @@ class Speaker:
         self._peers: dict[str, PeerState] = {}
         self._locrib = LocRib(config.local_as)
         self._originated: frozenset[IPv4Network] = frozenset()
+        self._by_name: list[PeerState] = []  # every configured peer, by name
+        self._ebgp_names: list[str] = []  # the configured eBGP peers
         self._up: list[PeerState] = []  # established peers, by name (the export fan-out)
         self._ebgp_up: list[PeerState] = []
         self._add_path_up: list[PeerState] = []
@@ -115,6 +118,7 @@ class Speaker:
             if peer.name in self._peers:
                 raise ValueError(f"duplicate peer name {peer.name!r}")
             self._peers[peer.name] = PeerState(peer)
+        self._sort_peers()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -132,7 +136,6 @@ class Speaker:
             out += self._peer_down(name)
             out += self._flush_stale(name)
             del self._peers[name]
-        self._refresh_up()
         changed = False
         for name, info in sorted(wanted.items()):
             state = self._peers.get(name)
@@ -141,6 +144,8 @@ class Speaker:
             elif state.info != info:
                 state.info = info
                 changed = True
+        self._sort_peers()
+        self._refresh_up()
         if changed:
             out += self._rebuild()
         return out
@@ -152,6 +157,8 @@ class Speaker:
             return []
         self._config = config
         self._ctx = config.export_context()
+        self._sort_peers()  # the local AS may have changed: which peers are eBGP with it
+        self._refresh_up()
         return self._rebuild()
 
     # -- events --------------------------------------------------------------------------
@@ -187,7 +194,7 @@ class Speaker:
         state.deferred = defer
         state.add_path = add_path
         self._clear_out(state)
-        self._refresh_up()
+        self._mark_up(state)
         # Send the new peer everything export() allows from the Loc-RIB.
         if not defer:
             out += self._sync_all(state)
@@ -199,7 +206,7 @@ class Speaker:
             return []
         state.established_since = None
         self._clear_out(state)  # the session is gone, and with it what it was told
-        self._refresh_up()
+        self._mark_down(state)
         if graceful:
             # RFC 4724 §4.2 (BIRD bgp_handle_graceful_restart: rt_refresh_begin): keep the paths, stale.
             # A second restart before End-of-RIB first drops what is still stale from the first.
@@ -233,10 +240,31 @@ class Speaker:
         self._clear_out(state)
         return self._sync_all(state)
 
+    def _sort_peers(self) -> None:
+        self._by_name = [self._peers[n] for n in sorted(self._peers)]
+        self._ebgp_names = [s.info.name for s in self._by_name if s.info.asn != self._config.local_as]
+
     def _refresh_up(self) -> None:
-        self._up = [self._peers[n] for n in sorted(self._peers) if self._peers[n].established]
+        """The fan-out lists from scratch (the configured peers changed)."""
+        self._up = [s for s in self._by_name if s.established_since is not None]
         self._ebgp_up = [s for s in self._up if s.info.asn != self._config.local_as]
         self._add_path_up = [s for s in self._up if s.add_path]
+
+    def _mark_up(self, state: PeerState) -> None:
+        """One peer came up: the fan-out lists gain it in name order (a mesh node's peers come up one by one,
+        so no full rebuild per session)."""
+        key = _by_peer_name
+        bisect.insort(self._up, state, key=key)
+        if state.info.asn != self._config.local_as:
+            bisect.insort(self._ebgp_up, state, key=key)
+        if state.add_path:
+            bisect.insort(self._add_path_up, state, key=key)
+
+    def _mark_down(self, state: PeerState) -> None:
+        for fan_out in (self._up, self._ebgp_up, self._add_path_up):
+            i = bisect.bisect_left(fan_out, state.info.name, key=_by_peer_name)
+            if i < len(fan_out) and fan_out[i] is state:
+                del fan_out[i]
 
     def _clear_out(self, state: PeerState) -> None:
         for prefix, path_id in state.rib_out:
@@ -332,19 +360,30 @@ class Speaker:
                     out += sync_peer(state, view, self._ctx, self._out)
         return out
 
-    def _split_horizon(self, prefix: IPv4Network) -> bool:
+    def _split_horizon(self, prefix: IPv4Network, add_path: bool | None = None) -> bool:
         """True when every path an iBGP peer could get for the prefix is iBGP-learned (we are no reflector):
-        the best path without ADD-PATH peers, else every candidate."""
+        the best path without ADD-PATH peers (`add_path`: for one peer), else every candidate."""
         local_as = self._config.local_as
-        if self._add_path_up:
+        if self._add_path_up if add_path is None else add_path:
             return all(p.source is not None and p.source.asn == local_as for p in self._locrib.candidates(prefix))
         best = self._locrib.best(prefix)
         source = best[0].source if best is not None else None
         return best is None or (source is not None and source.asn == local_as)
 
     def _sync_all(self, state: PeerState) -> list[Output]:
+        """Send one peer everything export() allows from the Loc-RIB. A peer told nothing yet (a session that
+        came up, a refresh) skips what iBGP split horizon keeps from it, as `_sync_prefix` does: in a full
+        mesh that is every prefix but our own, which makes a node's cold start linear in its peers."""
         out: list[Output] = []
-        for prefix in self._locrib.prefixes():
+        local_as = self._config.local_as
+        split = not state.rib_out and self._ctx.cluster_id is None and state.info.asn == local_as
+        if split:  # only a prefix with a path originated here or learned over eBGP can go to an iBGP peer
+            prefixes = self._locrib.prefixes_from([None, *self._ebgp_names])
+        else:
+            prefixes = self._locrib.prefixes()
+        for prefix in prefixes:
+            if split and self._split_horizon(prefix, state.add_path):
+                continue
             out += sync_peer(state, PrefixExport(prefix, self._locrib, self._memos), self._ctx, self._out)
         return out
 
@@ -464,6 +503,10 @@ class Speaker:
 
 
 _V = TypeVar("_V")
+
+
+def _by_peer_name(state: PeerState) -> str:
+    return state.info.name
 
 
 def _first_per_prefix(paths: dict[PathKey, _V]) -> dict[IPv4Network, _V]:

@@ -361,17 +361,6 @@ class Router:
 
     # -- our own restart (bird -R) ------------------------------------------------------------------------------
 
-    def hold(self, now: float) -> list[Action]:
-        """The daemon is up with its BGP protocols disabled until `StartAll` (a held start). BIRD: only a
-        protocol started while graceful restart initialises takes part in the recovery (nest/proto.c
-        `proto_start`: `if (graceful_restart_state == GRS_INIT) p->gr_recovery = 1`); with none started there
-        is no lock to wait for and the recovery ends at once, so the sessions started later neither carry the
-        Restart State bit nor hold exports back."""
-        out: list[Action] = []
-        if not self.running:
-            self._end_recovery("no BGP protocol started with the daemon (BGP held)", now, out)
-        return out
-
     def _peer_recovered(self, name: str, now: float, out: list[Action]) -> None:
         self.peers[name].recovered = True
         if all(p.recovered for p in self.peers.values()):

@@ -77,8 +77,7 @@ class Engine(Protocol):
     def running(self) -> bool: ...
 
     async def prepare(self) -> None:
-        """A held start (`hold_bgp`): the daemon up, its BGP protocols disabled until `start()`. As in BIRD, a
-        protocol not started with the daemon takes no part in its graceful-restart recovery: it ends now."""
+        """A held start (`hold_bgp`): the node up, its BGP waiting for `start()` (the timed cold start)."""
 
     async def start(self) -> None:
         """Start BGP on every session (the node starts, or POST /start)."""

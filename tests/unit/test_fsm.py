@@ -8,7 +8,7 @@ import pytest
 
 from meshsim.bgp import codec, fsm
 from meshsim.bgp.messages import Notification
-from meshsim.bgp.router import RecoveryDone, ResetPeer, StartAll, StopAll
+from meshsim.bgp.router import RecoveryDone, ResetPeer, StopAll
 from meshsim.bgp.timers import SessionTimers, jittered
 from tests.unit.bgpnet import Net, mesh
 
@@ -188,25 +188,6 @@ def test_a_restarting_node_holds_its_exports_until_every_peer_sent_end_of_rib() 
     net.run(241)
     assert "10.244.1.0/26" in net.routes("b")
     assert net.events(RecoveryDone, "a")[0][2].reason == "graceful restart wait ran out"
-
-
-def test_a_held_start_has_no_recovery_to_wait_for_as_bird_with_its_bgp_disabled() -> None:
-    """The harness's cold start: every daemon up (bird -R) with BGP disabled, then enabled at once. BIRD's
-    recovery ends at start-up (no protocol took a lock), so exports flow per session, not after the last peer."""
-    net = Net()
-    a = net.add("a", "192.168.0.1", peers=[("Mesh_192_168_0_2", "192.168.0.2", False, False),
-                                           ("Mesh_192_168_0_3", "192.168.0.3", False, False)],
-                blocks=("10.244.1.0/26",), restarting=True, start=False)
-    net.apply("a", a.hold(net.now))
-    assert not a.recovering and a.recovery_deadline is None
-    assert net.events(RecoveryDone, "a")[0][2].reason.startswith("no BGP protocol started with the daemon")
-    net.apply("a", a.handle(StartAll(), net.now))
-    net.add("b", "192.168.0.2", peers=[("Mesh_192_168_0_1", "192.168.0.1", True, False)], blocks=("10.244.2.0/26",))
-    net.run(30)
-    # node 3 never comes, and a does not wait for it: b has a's block (compare the restarting node above)
-    assert "10.244.1.0/26" in net.routes("b")
-    assert not any(s.restarting for s in (a.session("Mesh_192_168_0_2"),))
-    assert a.hold(net.now) == [], "BGP already running: holding changes nothing"
 
 
 def test_notification_flushes_at_once_even_with_graceful_restart() -> None:

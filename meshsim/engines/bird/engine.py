@@ -152,7 +152,10 @@ class BirdEngine:
         return argv
 
     async def prepare(self) -> None:
-        """The daemon up, its BGP protocols disabled until `start()` (a held cold start)."""
+        """The daemon up, its BGP protocols disabled until `start()` (a held cold start). BIRD puts only the
+        protocols it starts with into graceful-restart recovery (nest/proto.c `proto_start`: `if
+        (graceful_restart_state == GRS_INIT) p->gr_recovery = 1`), so after a held start its recovery is
+        already over: unlike a meshsim node, it does not hold routes back for a peer that never comes up."""
         await self._spawn(bgp_disabled=True)
 
     async def start(self) -> None:

@@ -131,11 +131,8 @@ class NativeEngine:
         self.log.info("bgp_started", peers=len(self.config.peers), recovery=self.router.recovering)
 
     async def prepare(self) -> None:
-        """A held start: the node is up, its BGP waits for `start()`; as in BIRD, the recovery then has no
-        protocol to wait for and ends now (`Router.hold`)."""
-        now = time.time()
-        self._perform(self.router.hold(now), now)
-        self._arm(now)
+        """A held start: the node is up and its BGP waits for `start()`. Its graceful-restart recovery began
+        with the node, as calico-node's `bird -R` begins it (BIRD's own held start cannot: see BirdEngine)."""
 
     async def stop(self) -> None:
         """Cease to every peer (BIRD `disable`), then stop listening."""

@@ -1,13 +1,15 @@
 """meshsim against real BIRD on the same generated clusters, side by side in one run (root).
 
     sudo .venv/bin/python benchmarks/bird_vs_meshsim.py [--cases mesh:50,rr:50,mesh:100,rr:100] [--runs 3]
+                                                        [--hold 9s --keepalive 3s]
 
 N counts all nodes, reflectors included (rr:50 is 2 route reflectors + 48 clients). Each case runs twice per
 repetition: every node a meshsim node (meshsim's default: worker processes on this machine, BGP on 127.x) and
 every node real BIRD 2 (`implementation: bird` in `--isolation netns`: one namespace per node, Calico's bird.cfg
 as confd renders it, started as calico-node starts it: `bird -R`). Both sides run Calico's timers (connect delay
-2 s, connect retry 5 s, error wait 5,30, graceful restart) with hold 9 s / keepalive 3 s, IPIP Never, 2 pods per
-node. Per run:
+2 s, connect retry 5 s, error wait 5,30, graceful restart) with hold 9 s / keepalive 3 s (--hold/--keepalive:
+Calico's defaults are 240 s / 80 s; at 3 s, 100 meshed BIRD daemons keep 1.5 of this machine's 2 cores busy with
+keepalives alone, which slows everything they do), IPIP Never, 2 pods per node. Per run:
 - cold start: every process and agent is up with BGP held (BIRD daemons with their BGP protocols disabled);
   the clock starts when BGP is released on every node at once, and stops when every table equals its expected
   table and every session is Established;
@@ -46,9 +48,10 @@ from meshsim.run.harness import Harness  # noqa: E402
 IDLE_WINDOW = 10.0
 
 
-def scenario_text(impl: str, nodes: int, design: str) -> str:
-    return cluster_yaml(f"bench-{design}-{nodes}-{impl}", nodes, design=design, ipip="Never",
-                        subnet="192.168.48.0/22", implementation="bird" if impl == "bird" else None)
+def scenario_text(impl: str, nodes: int, design: str, hold: str = "9s", keepalive: str = "3s") -> str:
+    return cluster_yaml(f"bench-{design}-{nodes}-{impl}", nodes, design=design, ipip="Never", hold=hold,
+                        keepalive=keepalive, subnet="192.168.48.0/22",
+                        implementation="bird" if impl == "bird" else None)
 
 
 def engine_usage(h: Harness, impl: str) -> tuple[float, int, int]:
@@ -63,10 +66,10 @@ def engine_usage(h: Harness, impl: str) -> tuple[float, int, int]:
     return sum(c for c, _ in usage), sum(r for _, r in usage), agents
 
 
-async def one_run(impl: str, nodes: int, design: str) -> dict[str, float]:
+async def one_run(impl: str, nodes: int, design: str, hold: str = "9s", keepalive: str = "3s") -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="meshsim-bench-") as d:
         path = Path(d) / "s.yaml"
-        path.write_text(scenario_text(impl, nodes, design))
+        path.write_text(scenario_text(impl, nodes, design, hold, keepalive))
         cluster = Cluster.build(load_scenario([path]))
         fabric = WorkerFabric(cluster) if impl == "meshsim" else NetnsFabric(cluster)
         async with Harness(cluster, fabric=fabric) as h:
@@ -103,6 +106,8 @@ async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="mesh:50,rr:50,mesh:100,rr:100", help="design:N,... (N counts all nodes)")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--hold", default="9s", help="BGP hold time of every node (a Go duration; Calico's default 240s)")
+    ap.add_argument("--keepalive", default="3s", help="keepalive time (Calico's default 80s)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (BIRD nodes run in network namespaces)", file=sys.stderr)
@@ -118,14 +123,14 @@ async def main() -> int:
         runs: dict[str, list[dict[str, float]]] = {"meshsim": [], "bird": []}
         for r in range(args.runs):
             for impl in ("meshsim", "bird"):
-                runs[impl].append(await one_run(impl, n, design))
+                runs[impl].append(await one_run(impl, n, design, args.hold, args.keepalive))
                 print(f"{design}:{n} run {r + 1}/{args.runs} {impl}: cold "
                       f"{runs[impl][-1]['cold start converged (s)']:.2f} s", file=sys.stderr)
         med = {impl: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for impl, rs in runs.items()}
         table.append((f"{design} {n}" if design == "mesh" else f"2 RR + {n - 2}", med))
     bird = os.popen("bird --version 2>&1").read().strip().split()[-1]
     print(f"\nmedians of {args.runs} runs; meshsim: default workers on 127.x; BIRD {bird}: one daemon per namespace; "
-          "hold 9 s / keepalive 3 s, Calico's timers\n")
+          f"hold {args.hold} / keepalive {args.keepalive}, Calico's other timers\n")
     print("| case | figure | meshsim | BIRD | meshsim / BIRD |")
     print("|---|---|---|---|---|")
     for label, med in table:

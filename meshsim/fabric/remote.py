@@ -45,7 +45,7 @@ from meshsim.agent.config import LocalState, NodeConfig, node_configs
 from meshsim.agent import API_PORT
 from meshsim.agent.http import request
 from meshsim.errors import RunError
-from meshsim.fabric.base import FabricBase, SnapshotSink, config_body
+from meshsim.fabric.base import POST_TIMEOUT, FabricBase, SnapshotSink, config_body
 from meshsim.fabric.dockerapi import DOCKER_SOCKET, DockerSocket
 from meshsim.fabric.watch import Watchers
 from meshsim.host.attached import attached, connected_networks
@@ -126,7 +126,7 @@ class RemoteFabric(FabricBase):
         return False  # mode sigkill is refused in compose (see the module docstring)
 
     # -- HTTP ----------------------------------------------------------------------------------------------
-    async def post(self, name: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
+    async def post(self, name: str, path: str, body: Any = None, timeout: float = POST_TIMEOUT) -> Any:
         """FabricBase.post, but every failure is a RunError (an event that could not be played), and a 401
         says what to do about the token."""
         host, port = self.http_address(name)

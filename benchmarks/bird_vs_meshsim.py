@@ -11,8 +11,9 @@ as confd renders it, started as calico-node starts it: `bird -R`). Both sides ru
 Calico's defaults are 240 s / 80 s; at 3 s, 100 meshed BIRD daemons keep 1.5 of this machine's 2 cores busy with
 keepalives alone, which slows everything they do), IPIP Never, 2 pods per node. Per run:
 - cold start: every process and agent is up with BGP held (BIRD daemons with their BGP protocols disabled);
-  the clock starts when BGP is released on every node at once, and stops when every table equals its expected
-  table and every session is Established;
+  the clock starts when BGP is released on every node at once; "converged" is when the last table reached its
+  expected content, "all sessions Established" when the last session came up (later than the tables when a
+  session flapped after delivering its routes, e.g. a connection collision resolved late);
 - a new block: 70 pods on one node, until every node holds the new block;
 - a graceful stop: one node stops (Cease to every peer), until every other node has withdrawn it;
 - memory: the BGP engines (meshsim's worker processes; the BIRD daemons), after convergence; the BIRD nodes'

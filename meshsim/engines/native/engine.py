@@ -11,6 +11,7 @@ CPU time is shared out among its nodes by the time each node's callbacks ran.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +33,13 @@ from meshsim.host.procstats import proc_usage
 from meshsim.routes.felix import FelixAgent, HostView
 from meshsim.routes.history import RouteHistory
 from meshsim.routes.routetable import Route
+
+TIMER_GRID = 0.05
+"""Seconds. A node's timer fires at the next multiple of this on the event loop's clock (never early), so the
+timers of a worker's nodes that fall into one slot are handled in one wakeup: an idle mesh's keepalives otherwise
+wake the worker once per session end (measured: idle CPU of 2 RR + 48 at 3 s keepalives -48 %). BIRD 1.6, which
+Calico's BIRD derives from, keeps its timers in whole seconds; 50 ms moves nothing that matters in BGP's timing
+(keepalive 3 s jittered by up to 750 ms, connect delay 2 s by up to 500 ms)."""
 
 
 def speaker_config(config: NodeConfig, local: LocalState) -> SpeakerConfig:
@@ -239,7 +247,10 @@ class NativeEngine:
         self._cancel_timer()
         if deadline is not None:
             self._armed = deadline
-            self._timer = self._loop.call_at(self._loop.time() + max(0.0, deadline - now), self._on_timer)
+            when = self._loop.time() + max(0.0, deadline - now)
+            if deadline > now:  # on the worker's grid: its nodes' timers that fall in one slot fire in one wakeup
+                when = math.ceil(when / TIMER_GRID) * TIMER_GRID
+            self._timer = self._loop.call_at(when, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -25,7 +25,7 @@ from meshsim.bgp.rib import BestChanged, PeerInfo
 from meshsim.bgp.router import (OpenTcp, PeerSpec, RecoveryDone, ResetPeer, Router, SessionDown, SessionUp, StartAll,
                                 StopAll)
 from meshsim.bgp.speaker import Originate, SpeakerConfig
-from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers
+from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers, bird_reload_time
 from meshsim.bgp.types import PathAttrs
 from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
 from meshsim.engines.native.transport import BgpTransport
@@ -107,6 +107,8 @@ class NativeEngine:
         self._armed: float | None = None
         self._flush_scheduled = False
         self._felix_scheduled = False
+        self._reload: asyncio.TimerHandle | None = None  # BIRD reloading a re-rendered config (see _apply_local)
+        self._reload_local: LocalState | None = None
         self._loop = asyncio.get_running_loop()
         # with a kernel dataplane, the table's deltas queue from the start (the node's own blocks and pods are
         # set before BGP starts, e.g. --hold-bgp); start() begins programming them, in order
@@ -157,6 +159,9 @@ class NativeEngine:
     async def close(self, clear_kernel: bool = True) -> None:
         await self.stop()
         self._cancel_timer()
+        if self._reload is not None:
+            self._reload.cancel()
+            self._reload = None
         if self.transport is not None:
             self.transport.close_all()
             self.transport = None
@@ -293,14 +298,42 @@ class NativeEngine:
 
     # -- the datastore -------------------------------------------------------------------------------------------
     def _apply_local(self, local: LocalState, now: float) -> None:
+        """IPAM's state for this node. Felix programs workloads at once; the BGP side (the blocks BIRD
+        originates, the filters) changes only once BIRD has reloaded the config confd re-rendered for it, which
+        takes `bird_reload_time(peers)` (BGP not started yet: nothing to wait for)."""
         self.local = local
-        self._perform(self.router.set_speaker_config(speaker_config(self.config, local), now), now)
-        self._perform(self.router.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now), now)
+        if self.router.running and self._bgp_differs(local):
+            self._reload_local = local  # a change that comes while BIRD reloads goes in with that reload
+            if self._reload is None:
+                self._reload = self._loop.call_later(bird_reload_time(len(self.config.peers)), self._reloaded)
+        else:
+            self._apply_bgp_local(local, now)
         self.felix.set_local([IPv4Network(b) for b in local.blocks],
                              {IPv4Address(ip): iface for ip, iface in local.workloads})
         services = local.felix_routes()
         self.felix.set_services(services["static_routes"], services["reject"])
         self._schedule_felix()
+
+    def _bgp_differs(self, local: LocalState) -> bool:
+        return (speaker_config(self.config, local) != self.router.speaker.config
+                or frozenset(IPv4Network(p) for p in local.originate) != self.router.speaker.originated())
+
+    def _apply_bgp_local(self, local: LocalState, now: float) -> None:
+        self._perform(self.router.set_speaker_config(speaker_config(self.config, local), now), now)
+        self._perform(self.router.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now), now)
+
+    def _reloaded(self) -> None:
+        self._reload = None
+        local, self._reload_local = self._reload_local, None
+        if self.frozen or local is None:
+            return
+        t0 = time.perf_counter()
+        now = time.time()
+        self._apply_bgp_local(local, now)
+        self._arm(now)
+        self.busy += time.perf_counter() - t0
+        self.log.info("config_reloaded", blocks=len(local.blocks), originated=len(local.originate),
+                      seconds=round(bird_reload_time(len(self.config.peers)), 4))
 
     async def set_local(self, local: LocalState) -> None:
         if self.frozen:

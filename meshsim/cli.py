@@ -304,9 +304,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ScenarioError("<command line>", "must be at least 1", field="--repeat", got=args.repeat)
     out = Path(args.out)
-    data = asyncio.run(compare(args.files, out=out, sizes=sizes, reflectors=args.reflectors,
-                               selector=args.reflector_selector, what_if=what_if, repeat=args.repeat,
-                               timeout=args.timeout, pods=args.pods, migration=not args.no_migration))
+
+    async def go() -> dict:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the run under way stops its nodes, then the comparison ends
+            loop.add_signal_handler(sig, task.cancel)
+        return await compare(args.files, out=out, sizes=sizes, reflectors=args.reflectors,
+                             selector=args.reflector_selector, what_if=what_if, repeat=args.repeat,
+                             timeout=args.timeout, pods=args.pods, migration=not args.no_migration)
+
+    try:
+        data = asyncio.run(go())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        md = out / "comparison.md"
+        where = f"; what was measured is in {md}" if md.exists() else ""
+        print(f"meshsim: interrupted; every node process was stopped{where}", file=sys.stderr)
+        return 130
     print((out / "comparison.md").read_text())
     ok = all(m.get("converged") for d in data["medians"].values() for m in d.values())
     return 0 if ok else 1

@@ -12,6 +12,7 @@ Sizes count all nodes, reflectors included. The analysis is `meshsim.report.verd
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import sys
@@ -260,7 +261,7 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
             for r in range(repeat):
                 run_dir = out / "runs" / f"{c.name}-{r + 1}"
                 t0 = time.monotonic()
-                fig, error = await _one_run(runner, paths[c.name], run_dir, timeout)
+                fig, error, interrupted = await _one_run(runner, paths[c.name], run_dir, timeout)
                 figures[c.name].append(fig)
                 data["runs"].append({"case": c.name, "design": c.design, "nodes": c.size, "kind": c.kind,
                                      "repeat": r + 1, "dir": str(run_dir.relative_to(out)),
@@ -270,6 +271,8 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
                     print(f"  {c.name:>12} run {r + 1}/{repeat}: "
                           f"{'converged' if fig['converged'] else 'NOT converged'}, cold {fig['cold_converged_s']} s, "
                           f"{fig['sessions'] or 0:.0f} sessions, {fig['blackouts']} blackouts", file=sys.stderr)
+                if interrupted:  # Ctrl-C or SIGTERM: the runner ended that run cleanly; the comparison ends with it
+                    raise asyncio.CancelledError
     except BaseException:  # Ctrl-C or a failure: write what was measured so far, then let it through
         data["interrupted"] = True
         raise
@@ -279,18 +282,21 @@ async def compare(files: Sequence[str], *, out: Path, sizes: Sequence[int] = (),
     return data
 
 
-async def _one_run(runner: Any, files: list[str], run_dir: Path, timeout: float) -> tuple[dict[str, Any], str | None]:
-    """One run's figures and error. A run that fails without a report (a bug in a node or the engine) is
-    recorded as not converged, so the runs after it still happen; Ctrl-C still stops everything."""
+async def _one_run(runner: Any, files: list[str], run_dir: Path, timeout: float
+                   ) -> tuple[dict[str, Any], str | None, bool]:
+    """One run's figures, its error, and whether it was interrupted (the runner takes Ctrl-C / SIGTERM, stops
+    its nodes and returns what it measured; the caller then stops too). A run that fails without a report (a
+    bug in a node or the engine) is recorded as not converged, so the runs after it still happen."""
+    interrupted = False
     try:
         result = await runner(files, out=run_dir, progress=False, timeout=timeout)
-        error = result.error
+        error, interrupted = result.error, result.interrupted
     except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others
         get_logger(component="compare").error("run_failed", run=run_dir.name, error=repr(exc))
         error = f"{type(exc).__name__}: {exc}"
     report = run_dir / "report.json"
     fig = run_figures(json.loads(report.read_text()) if report.exists() else {})
-    return fig, error
+    return fig, error, interrupted
 
 
 def _analyse(data: dict[str, Any], p: Plan, figures: dict[str, list[dict[str, Any]]],

@@ -53,3 +53,43 @@ async def test_compare_runs_the_users_cluster_in_both_designs(tmp_path, write_ya
     assert (p["sessions"]["mesh"], p["sessions"]["rr"]) == (499_500, 1_997)
     assert (p["cold_advertisements"]["mesh"], p["cold_advertisements"]["rr"]) == (999_000, 1_997_998)
     assert not leftover_processes("meshsim-run-")
+
+
+def test_ctrl_c_stops_the_whole_comparison_and_keeps_what_was_measured(tmp_path, write_yaml):
+    """The run under way takes Ctrl-C (it stops its nodes and writes its report); the comparison must then stop
+    too, not go on with the next run, and write comparison.md from what it measured (issue 9: compare used to
+    start the next run, and SIGTERM left a temp dir behind)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    nodes = [node_doc(f"n{i}", f"192.168.32.{20 + i}/24") for i in range(1, 4)]
+    path = write_yaml(pool_doc(), *nodes, scenario_doc("slow", {"n1": 1, "n2": 1, "n3": 1},
+                                                       events="[{action: sleep, duration: 60s}]"))
+    out = tmp_path / "cmp"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "meshsim", "compare", str(path), "--no-migration", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root), "TMPDIR": str(tmp_path)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "runs" / "mesh-3-1").exists():  # the first run is in its 60 s sleep soon after
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(3)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert f"what was measured is in {out / 'comparison.md'}" in err and "Traceback" not in err
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["interrupted"] and [r["case"] for r in saved["runs"]] == ["mesh-3"]
+    assert not (out / "runs" / "rr-3-1").exists(), "the next run must not start"
+    assert not leftover_processes("meshsim-run-")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("meshsim-run-")]

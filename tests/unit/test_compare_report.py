@@ -58,7 +58,7 @@ async def fake_run(files, *, out, progress=False, timeout=0):
               "events": events}
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report))
-    return SimpleNamespace(error=None)
+    return SimpleNamespace(error=None, interrupted=False)  # the RunResult fields compare reads
 
 
 def test_plan_runs_the_users_nodes_and_the_selectors_reflectors(cluster_file):

@@ -111,7 +111,7 @@ class NativeEngine:
         self._felix_scheduled = False
         self._up: set[str] = set()  # peers whose session is Established (TIMER_GRID applies when all are)
         self._reload: asyncio.TimerHandle | None = None  # BIRD reloading a re-rendered config (see _apply_local)
-        self._reload_local: LocalState | None = None
+        self._reload_bgp: tuple[SpeakerConfig, frozenset[IPv4Network]] | None = None
         self._loop = asyncio.get_running_loop()
         # with a kernel dataplane, the table's deltas queue from the start (the node's own blocks and pods are
         # set before BGP starts, e.g. --hold-bgp); start() begins programming them, in order
@@ -308,37 +308,39 @@ class NativeEngine:
         originates, the filters) changes only once BIRD has reloaded the config confd re-rendered for it, which
         takes `bird_reload_time(peers)` (BGP not started yet: nothing to wait for)."""
         self.local = local
-        if self.router.running and self._bgp_differs(local):
-            self._reload_local = local  # a change that comes while BIRD reloads goes in with that reload
+        bgp = self._bgp_side(local)
+        if self.router.running and bgp != (self.router.speaker.config, self.router.speaker.originated()):
+            self._reload_bgp = bgp  # a change that comes while BIRD reloads goes in with that reload
             if self._reload is None:
                 self._reload = self._loop.call_later(bird_reload_time(len(self.config.peers)), self._reloaded)
         else:
-            self._apply_bgp_local(local, now)
+            self._apply_bgp(bgp, now)
         self.felix.set_local([IPv4Network(b) for b in local.blocks],
                              {IPv4Address(ip): iface for ip, iface in local.workloads})
         services = local.felix_routes()
         self.felix.set_services(services["static_routes"], services["reject"])
         self._schedule_felix()
 
-    def _bgp_differs(self, local: LocalState) -> bool:
-        return (speaker_config(self.config, local) != self.router.speaker.config
-                or frozenset(IPv4Network(p) for p in local.originate) != self.router.speaker.originated())
+    def _bgp_side(self, local: LocalState) -> tuple[SpeakerConfig, frozenset[IPv4Network]]:
+        """What BIRD gets from confd for this IPAM state: its filters and the prefixes it originates."""
+        return speaker_config(self.config, local), frozenset(IPv4Network(p) for p in local.originate)
 
-    def _apply_bgp_local(self, local: LocalState, now: float) -> None:
-        self._perform(self.router.set_speaker_config(speaker_config(self.config, local), now), now)
-        self._perform(self.router.handle(Originate(frozenset(IPv4Network(p) for p in local.originate)), now), now)
+    def _apply_bgp(self, bgp: tuple[SpeakerConfig, frozenset[IPv4Network]], now: float) -> None:
+        config, originated = bgp
+        self._perform(self.router.set_speaker_config(config, now), now)
+        self._perform(self.router.handle(Originate(originated), now), now)
 
     def _reloaded(self) -> None:
         self._reload = None
-        local, self._reload_local = self._reload_local, None
-        if self.frozen or local is None:
+        bgp, self._reload_bgp = self._reload_bgp, None
+        if self.frozen or bgp is None:
             return
         t0 = time.perf_counter()
         now = time.time()
-        self._apply_bgp_local(local, now)
+        self._apply_bgp(bgp, now)
         self._arm(now)
         self.busy += time.perf_counter() - t0
-        self.log.info("config_reloaded", blocks=len(local.blocks), originated=len(local.originate),
+        self.log.info("config_reloaded", originated=len(bgp[1]),
                       seconds=round(bird_reload_time(len(self.config.peers)), 4))
 
     async def set_local(self, local: LocalState) -> None:

@@ -20,7 +20,6 @@ import resource
 import shutil
 import sys
 import tempfile
-import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path

@@ -27,7 +27,7 @@ from typing import Any
 from meshsim.agent.config import NodeConfig, loopback_map, node_configs
 from meshsim.errors import RunError
 from meshsim.fabric.local import DEFAULT_HTTP_PORT, WorkerFabric
-from meshsim.fabric.topology import PREFIX, mac, neighbour_lines, plan, segment
+from meshsim.fabric.topology import mac, neighbour_lines, plan, segment
 from meshsim.fabric.tors import TorDaemons
 from meshsim.host.iproute import batch, ip
 from meshsim.model.cluster import Cluster

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from meshsim.run.harness import Harness
 
@@ -89,3 +92,23 @@ def sockets_on(addresses: set[str], ports: tuple[int, ...] = (179, 9179)) -> lis
         if addr in addresses and int(port, 16) in ports and fields[3] in states:
             out.append(f"{addr}:{int(port, 16)} {states[fields[3]]}")
     return out
+
+
+def ctrl_c_when(proc: subprocess.Popen, ready: Callable[[], bool], *, within: float, settle: float = 0.0
+                ) -> tuple[Any, Any]:
+    """Ctrl-C as a terminal sends it: once `ready()` holds (the process must stay alive, `within` seconds at
+    most) and `settle` seconds later, SIGINT to the process group of `proc` (started with
+    `start_new_session=True`); returns what it wrote. The process is killed if it outlives the test."""
+    try:
+        deadline = time.monotonic() + within
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"not ready within {within:.0f} s"
+            time.sleep(0.1)
+        time.sleep(settle)
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

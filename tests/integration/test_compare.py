@@ -11,7 +11,7 @@ import pytest
 from meshsim.model.resources import load_scenario
 from meshsim.run.compare import compare
 from tests.conftest import node_doc, pool_doc, scenario_doc
-from tests.integration.helpers import leftover_processes
+from tests.integration.helpers import ctrl_c_when, leftover_processes
 
 pytestmark = [pytest.mark.integration]
 ZONE = "topology.kubernetes.io/zone"
@@ -60,10 +60,8 @@ def test_ctrl_c_stops_the_whole_comparison_and_keeps_what_was_measured(tmp_path,
     too, not go on with the next run, and write comparison.md from what it measured (issue 9: compare used to
     start the next run, and SIGTERM left a temp dir behind)."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     nodes = [node_doc(f"n{i}", f"192.168.32.{20 + i}/24") for i in range(1, 4)]
@@ -74,18 +72,8 @@ def test_ctrl_c_stops_the_whole_comparison_and_keeps_what_was_measured(tmp_path,
     proc = subprocess.Popen([sys.executable, "-m", "meshsim", "compare", str(path), "--no-migration", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
                             env={**os.environ, "PYTHONPATH": str(root), "TMPDIR": str(tmp_path)}, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (out / "runs" / "mesh-3-1").exists():  # the first run is in its 60 s sleep soon after
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        time.sleep(3)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    # the first run is in its 60 s sleep soon after its directory appears
+    _, err = ctrl_c_when(proc, lambda: (out / "runs" / "mesh-3-1").exists(), within=120, settle=3)
     assert proc.returncode == 130, err
     assert f"what was measured is in {out / 'comparison.md'}" in err and "Traceback" not in err
     saved = json.loads((out / "comparison.json").read_text())

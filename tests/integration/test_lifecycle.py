@@ -24,6 +24,7 @@ import pytest
 
 from meshsim.agent.http import request
 from meshsim.model.generate import cluster_yaml
+from tests.integration.helpers import ctrl_c_when
 
 ROOT = Path(__file__).resolve().parents[2]
 A_NET, B_NET = "192.168.201.0/24", "192.168.202.0/24"
@@ -273,25 +274,18 @@ def test_ctrl_c_during_up_brings_the_run_down(cli: Cli, tmp_path: Path) -> None:
     proc = cli.popen("up", str(a), start_new_session=True,
                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     rec: dict[str, Any] = {}
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                rec = cli.record("lc-a")
-            except (OSError, ValueError):
-                rec = {}
-            if rec.get("workers") and answers("127.168.201.12:9179"):
-                break
-            time.sleep(0.1)
-        assert rec.get("workers"), "the run did not come up"
-        assert rec["state"] == "starting"  # still in its timeline
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's process group: `up`, not the runner
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    def up() -> bool:
+        nonlocal rec
+        try:
+            rec = cli.record("lc-a")
+        except (OSError, ValueError):
+            rec = {}
+        return bool(rec.get("workers")) and answers("127.168.201.12:9179")
+
+    # Ctrl-C reaches the terminal's process group: `up`, not the runner
+    out, err = ctrl_c_when(proc, up, within=90)
+    assert rec["state"] == "starting"  # read while up was still in its timeline
     assert proc.returncode == 130, err
     assert "meshsim: interrupted; run lc-a is down, nothing is left running" in err and "Traceback" not in err
     assert not wait_gone(processes_of(rec))
@@ -379,19 +373,17 @@ def test_netns_run_up_down_and_stale(cli: Cli, tmp_path: Path) -> None:
     # Ctrl-C while `up` waits (in its timeline): the namespaces go with the run
     b = scenario(tmp_path, "lc-m", A_NET, 3, events="  - {action: sleep, duration: 60s}\n")
     proc = cli.popen("up", str(b), "--isolation", "netns", start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not answers("127.168.201.12:9179"):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
+    rec = {}
+
+    def up() -> bool:
+        nonlocal rec
+        if not answers("127.168.201.12:9179"):
+            return False
         rec = cli.record("lc-m")
-        made = set(rec["namespaces"])
-        assert made and made <= namespaces()
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert rec["namespaces"] and set(rec["namespaces"]) <= namespaces()
+        return True
+
+    out, err = ctrl_c_when(proc, up, within=90)
+    made = set(rec["namespaces"])
     assert proc.returncode == 130 and "run lc-m is down, nothing is left running" in err
     assert not wait_gone(processes_of(rec)) and not (namespaces() & made) and list(cli.dir.iterdir()) == []

@@ -21,7 +21,7 @@ from typing import Any
 from meshsim.agent.config import LocalState, NodeConfig, PeerConfig
 from meshsim.agent.netctx import NetContext
 from meshsim.bgp import fsm
-from meshsim.bgp.rib import BestChanged, PeerInfo
+from meshsim.bgp.rib import BestChanged
 from meshsim.bgp.router import (OpenTcp, PeerSpec, RecoveryDone, ResetPeer, Router, SessionDown, SessionUp, StartAll,
                                 StopAll)
 from meshsim.bgp.speaker import Originate, SpeakerConfig

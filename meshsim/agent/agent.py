@@ -10,7 +10,8 @@ nothing of BGP itself. The engines (meshsim/engines) are meshsim's own sessions 
   GET  /rib       Adj-RIB-In per peer, Loc-RIB with best-path reasons, Adj-RIB-Out per peer
   GET  /config    the configuration files the engine runs with (BIRD nodes: confd's three files)
   GET  /counters  UPDATEs / withdrawals / messages per peer and in total, flaps, CPU and memory
-  GET  /state     all of the above; ?after=V&timeout=S waits for version > V; ?summary=1: digests only
+  GET  /state     all of the above; ?after=V&timeout=S waits for version > V; ?summary=1: digests only;
+                  ?refresh=1: the engine's counters read anew first (BIRD: birdc)
   POST /local     {"blocks", "affine", "workloads", "originate"}: the node's IPAM state from the datastore
   POST /config    {"peers", "pools", "cluster_id"}: re-rendered peerings (sessions that stay are kept)
   POST /stop      graceful BGP stop (Cease to every peer); POST /start brings it back
@@ -194,6 +195,8 @@ class NodeAgent:
                 await self.engine.refresh()
                 return 200, self.counters()
             case "GET", "/state":
+                if query.get("refresh") in ("1", "true"):  # the engine's counters as they are now (BIRD: birdc)
+                    await self.engine.refresh()
                 after = bodies.query_int(query, "after", -1)
                 await wait_for_version(self.changed, lambda: self.version, after,
                                        bodies.query_float(query, "timeout", 0.0))

@@ -15,9 +15,22 @@ from typing import Any, Callable
 
 from meshsim.errors import RunError
 from meshsim.fabric.base import Fabric
-from meshsim.report.metrics import Convergence, Expected, convergence, table_diff
+from meshsim.report.metrics import COUNTER_KEYS, Convergence, Expected, convergence, table_diff
 
 Progress = Callable[[Convergence, float], None]
+REFRESH_CONCURRENCY = 16  # summaries fetched at once by `refresh`
+QUIET_PAUSE = 0.1  # `refresh_until_quiet`: the pause between two reads that must agree
+QUIET_WITHIN = 2.0  # and how long it keeps reading when messages keep flowing (a flapping session)
+
+
+def message_counts(snap: dict[str, Any]) -> dict[str, float]:
+    """A node summary's cumulative counts of routes and UPDATE messages (what an event's figures subtract)."""
+    t = snap["counters"]["totals"]
+    out = {k: float(t.get(k, 0)) for k in COUNTER_KEYS}
+    out["update_messages_sent"] = float(t.get("messages_sent", {}).get("update", 0))
+    out["update_messages_received"] = float(t.get("messages_received", {}).get("update", 0))
+    out["routes_changed"] = float(snap["routes"]["changes"])
+    return out
 
 
 class Observer:
@@ -31,6 +44,10 @@ class Observer:
 
     # -- SnapshotSink ------------------------------------------------------------------------------
     def record(self, name: str, summary: dict[str, Any]) -> None:
+        old = self.snapshots.get(name)
+        if old is not None and old.get("started") == summary.get("started") and \
+                summary.get("time", 0.0) < old.get("time", 0.0):
+            return  # a push written before a fresher `refresh` answer, arriving after it
         self.snapshots[name] = summary
         rss = summary["counters"]["usage"].get("rss_bytes") or 0
         self.peaks[name] = max(self.peaks.get(name, 0), rss)
@@ -50,12 +67,36 @@ class Observer:
         self.dead.pop(name, None)
 
     async def refresh(self, names: list[str]) -> None:
-        """Fetch fresh summaries now (e.g. before a report)."""
-        for name in names:
-            try:
-                self.record(name, await self.fabric.get(name, "/state?summary=1", timeout=10))
-            except (OSError, asyncio.TimeoutError, RunError):
-                continue
+        """Fetch fresh summaries now, the engines' counters read anew (`refresh=1`), a few nodes at a time. A
+        pushed summary is sent when a node's table or sessions change, so its message counters can lag behind
+        (an UPDATE that changes no table): an event's counts are taken from summaries read this way before and
+        after it, else messages of the cold start's tail were counted in the first event. A node that does
+        not answer keeps its last summary."""
+        gate = asyncio.Semaphore(REFRESH_CONCURRENCY)
+
+        async def one(name: str) -> None:
+            async with gate:
+                try:
+                    self.record(name, await self.fabric.get(name, "/state?summary=1&refresh=1", timeout=10))
+                except (OSError, asyncio.TimeoutError, RunError):
+                    pass
+
+        await asyncio.gather(*(one(n) for n in names))
+
+    async def refresh_until_quiet(self, names: list[str], within: float = QUIET_WITHIN) -> None:
+        """`refresh` until the message counters stop moving (two reads `QUIET_PAUSE` apart agree), `within`
+        seconds at most: the UPDATEs still in flight when the tables converged (a reflector's second copy)
+        belong to the phase that sent them. Keepalives and CPU do not count as moving."""
+        deadline = time.monotonic() + within
+        await self.refresh(names)
+        last = {n: message_counts(self.snapshots[n]) for n in names if n in self.snapshots}
+        while time.monotonic() < deadline:
+            await asyncio.sleep(QUIET_PAUSE)
+            await self.refresh(names)
+            now = {n: message_counts(self.snapshots[n]) for n in names if n in self.snapshots}
+            if now == last:
+                return
+            last = now
 
     async def explain(self, conv: Convergence, expected: dict[str, Expected], limit: int = 20) -> None:
         """Fill `conv.diffs` for the nodes that differ (up to `limit`), from their full tables."""

@@ -36,7 +36,7 @@ from meshsim.oracle.expected import expected_tables
 from meshsim.report.markdown import markdown, plots
 from meshsim.report.metrics import Convergence, convergence, expected_digests, spread, totals
 from meshsim.run.harness import Harness
-from meshsim.run.progress import cold_progress, event_progress
+from meshsim.run.progress import cold_progress
 from meshsim.run.steps import run_timeline
 
 SCHEMA = "meshsim.report/v2"
@@ -287,6 +287,7 @@ async def run_scenario(files: list[str], *, out: Path | None = None, timeout: fl
         conv = await h.converge(timeout, progress=show)
         done()
         result.converged = conv.converged and conv.sessions_up == conv.sessions_expected
+        await h.observer.refresh_until_quiet(h.running())  # the cold start's messages, not as last pushed
         result.cold = cold_figures(conv, h.observer.snapshots)
         log.info("cold_start_measured", converged=result.converged, seconds=result.cold["time_to_converged_s"])
         await run_timeline(h, steps, result, progress)

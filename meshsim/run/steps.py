@@ -23,6 +23,7 @@ from meshsim.errors import MeshsimError, RunError
 from meshsim.model.timeline import Step
 from meshsim.report.metrics import COUNTER_KEYS, Expected, spread
 from meshsim.run.harness import Harness
+from meshsim.run.observer import message_counts
 from meshsim.run.progress import event_progress
 
 DEFAULT_TIMEOUT = 60.0
@@ -39,13 +40,7 @@ def default_timeout(harness: Harness, step: Step) -> float:
 
 
 def _counters(snap: dict[str, Any]) -> dict[str, float]:
-    t = snap["counters"]["totals"]
-    out = {k: float(t.get(k, 0)) for k in COUNTER_KEYS}
-    out["update_messages_sent"] = float(t.get("messages_sent", {}).get("update", 0))
-    out["update_messages_received"] = float(t.get("messages_received", {}).get("update", 0))
-    out["routes_changed"] = float(snap["routes"]["changes"])
-    out["cpu_seconds"] = float(snap["counters"]["usage"]["cpu_seconds"])
-    return out
+    return {**message_counts(snap), "cpu_seconds": float(snap["counters"]["usage"]["cpu_seconds"])}
 
 
 def _delta(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, float]:
@@ -122,6 +117,7 @@ async def run_step(h: Harness, step: Step, run_started: float, progress: Any = N
     """Perform one event and measure it (the record `report.json` holds under `events`). `stale_phase=False`:
     a SIGKILL's second phase is not awaited here (meshsim.api leaves it to `wait_converged`)."""
     running_before = h.running()
+    await h.observer.refresh(running_before)  # the counters as they are before the event, not as last pushed
     before = {n: h.observer.snapshots.get(n) for n in running_before}
     old_expected = h.expected()
     h.observer.reset_peaks()
@@ -144,6 +140,7 @@ async def run_step(h: Harness, step: Step, run_started: float, progress: Any = N
     end = time.time()
     new_expected = h.expected()
     running = h.running()
+    await h.observer.refresh_until_quiet(running)  # the event's messages, those still in flight included
     after = {n: h.observer.snapshots[n] for n in running if n in h.observer.snapshots}
     logs, log_errors = await _route_logs(h, [n for n in running if n in old_expected], t)
     sessions_before = {(n, p): s[0] for n, snap in before.items() if snap for p, s in snap["sessions"].items()}

@@ -39,6 +39,23 @@ def _assert_cleaned(harness: Harness, pids: set[int]) -> None:
     assert not leftover_processes(str(harness.fabric.workdir))
 
 
+async def test_message_counts_of_each_phase_add_up(tmp_path):
+    """Every UPDATE a node sends goes to a node of the cluster, so the cold start and each event must count as
+    many received as sent, and a new block as many as compare's rule says (R(N-1)). Summaries are pushed when
+    a table or session changes, and a reflector's second copy of a route changes neither: the cold start's
+    last copies used to land in the first event's count (142 received against 98 sent, 2 RR + 48)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(cluster_yaml("counts", 32, design="rr", subnet="192.168.9.0/24")
+                    + "  events:\n  - {action: add-workloads, node: node3, count: 70}\n"
+                      "  - {action: stop-node, node: node2}\n")
+    result = await run_scenario([path], out=tmp_path / "out", progress=False, timeout=60)
+    assert result.converged, result.cold
+    for phase in (result.cold, *result.events):
+        assert phase["update_messages_received"] == phase["update_messages_sent"] > 0, phase
+    assert result.events[0]["update_messages_sent"] == 2 * (32 - 1)
+    assert result.events[1]["withdrawals_received"] == result.events[1]["withdrawals_sent"] > 0
+
+
 async def test_three_node_mesh_converges_to_the_expected_tables(tmp_path):
     out = tmp_path / "out"
     result = await run_scenario([SCENARIOS / "three-node-ipip.yaml"], out=out, progress=False, timeout=60)

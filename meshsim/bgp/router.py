@@ -68,9 +68,12 @@ class StartAll:
 
 @dataclass(frozen=True)
 class StopAll:
-    """Stop BGP gracefully: Cease to every peer (RFC 4486 subcode: 2 shutdown)."""
+    """Stop BGP gracefully: Cease to every peer (RFC 4486 subcode: 2 shutdown); BGP takes no new session.
+    `peers`: only these get their Cease now (an adapter pacing the Ceases as BIRD does sends the others with
+    later events); None: all of them."""
 
     subcode: int = 2
+    peers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,9 @@ class Router:
                     self._session(name, fsm.Start(), now, out)
                 if self.recovering and all(p.recovered for p in self.peers.values()):
                     self._end_recovery("no BGP peer to wait for", now, out)
-            case StopAll(subcode=sub):
+            case StopAll(subcode=sub, peers=which):
                 self.running = False
-                for name in sorted(self.peers):
+                for name in sorted(self.peers) if which is None else [n for n in which if n in self.peers]:
                     self._session(name, fsm.Stop(subcode=sub), now, out)
             case ResetPeer(peer=name):
                 if name in self.peers:

@@ -41,6 +41,17 @@ def bird_reload_time(protocols: int) -> float:
     return BIRD_RELOAD_BASE + BIRD_RELOAD_PER_PROTOCOL * max(0, protocols)
 
 
+BIRD_SHUTDOWN_STEP = 0.00034
+
+
+def bird_shutdown_offsets(protocols: int) -> list[float]:
+    """When, after a graceful stop begins, BIRD sends the Cease of its k-th BGP protocol (k = 0..protocols-1): it
+    shuts its protocols down one after the other. Captured on BIRD 2.0.12 here (`disable "Mesh_*"` on a node of a
+    50-node mesh, packet capture on the bridge): 49 NOTIFICATIONs from 4.0 to 20.3 ms, one every 0.34 ms; a
+    client of two reflectors sends both within the same 0.1 ms. A mesh node's stop reaches its last peer later."""
+    return [k * BIRD_SHUTDOWN_STEP for k in range(max(0, protocols))]
+
+
 @dataclass(frozen=True)
 class SessionTimers:
     """Every timer of one BGP session, in seconds."""

@@ -25,7 +25,7 @@ from meshsim.bgp.rib import BestChanged
 from meshsim.bgp.router import (OpenTcp, PeerSpec, RecoveryDone, ResetPeer, Router, SessionDown, SessionUp, StartAll,
                                 StopAll)
 from meshsim.bgp.speaker import Originate, SpeakerConfig
-from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers, bird_reload_time
+from meshsim.bgp.timers import BIRD_GRACEFUL_RESTART_TIME, SessionTimers, bird_reload_time, bird_shutdown_offsets
 from meshsim.bgp.types import PathAttrs
 from meshsim.engines.base import EngineUsage, PeerCounts, SessionView
 from meshsim.engines.native.transport import BgpTransport
@@ -147,20 +147,36 @@ class NativeEngine:
         """A held start: the node is up and its BGP waits for `start()`. Its graceful-restart recovery began
         with the node, as calico-node's `bird -R` begins it (BIRD's own held start cannot: see BirdEngine)."""
 
-    async def stop(self) -> None:
-        """Cease to every peer (BIRD `disable`), then stop listening."""
+    async def stop(self, paced: bool = True) -> None:
+        """Cease to every peer (BIRD `disable`), then stop listening. `paced`: the Ceases leave as BIRD sends
+        them, one protocol after the other (`bird_shutdown_offsets`); a run's final teardown does not wait."""
         if not self.router.running:
             return
         self._stopping = True
-        self.feed(StopAll())
-        self._flush()
+        names = sorted(self.router.peers)
+        offsets = bird_shutdown_offsets(len(names)) if paced else [0.0] * len(names)
+        t0 = self._loop.time()
+        i = 0
+        while i < len(names):
+            # every Cease due by now goes in one batch (the loop's timers have a millisecond's grain)
+            due = self._loop.time() - t0
+            j = i + 1
+            while j < len(names) and offsets[j] <= due:
+                j += 1
+            self.feed(StopAll(peers=tuple(names[i:j])))
+            self._flush()
+            i = j
+            if i < len(names):
+                await asyncio.sleep(max(0.0, t0 + offsets[i] - self._loop.time()))
+        if not names:
+            self.feed(StopAll())
         if self.transport is not None:
             self.transport.close_all()
             self.transport = None
         self.log.info("bgp_stopped")
 
     async def close(self, clear_kernel: bool = True) -> None:
-        await self.stop()
+        await self.stop(paced=False)
         self._cancel_timer()
         if self._reload is not None:
             self._reload.cancel()

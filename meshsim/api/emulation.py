@@ -72,7 +72,6 @@ class Emulation(TimelineActions):
         self._state: Literal["new", "starting", "running", "closed"] = "new"
         self._lock: asyncio.Lock | None = None
         self._pending_stale: dict[str, tuple[Any, float, float, EventRecord]] = {}
-        self._expected_memo: tuple[Any, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def __aenter__(self) -> "Emulation":
@@ -361,13 +360,9 @@ class Emulation(TimelineActions):
         return str(host), int(port)
 
     def _expected(self) -> Any:
-        """Every running node's expected table (Harness.expected): the oracle computes the whole cluster, so it is
-        kept until the cluster changes (an event, a node stopping or starting, a stale phase running out)."""
-        h = self._harness
-        key = (len(self._result.events), tuple(sorted(h.running())), tuple(h.stale_nodes()))
-        if self._expected_memo is None or self._expected_memo[0] != key:
-            self._expected_memo = (key, h.expected())
-        return self._expected_memo[1]
+        """Every running node's expected table (Harness.expected, which keeps the oracle's answer until the
+        cluster changes)."""
+        return self._harness.expected()
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         """The last lines of the node's log (JSON lines)."""

@@ -63,9 +63,9 @@ def planned_namespaces(fabric: Fabric) -> list[str]:
     return sorted(set(names) | set(made))
 
 
-def health(h: Harness, since: float, expected: dict[str, Any] | None = None) -> dict[str, Any]:
+def health(h: Harness, since: float) -> dict[str, Any]:
     """The run as its runner sees it now: what `meshsim inspect` shows."""
-    expected = expected if expected is not None else h.expected()
+    expected = h.expected()
     want = h.expected_sessions()
     snaps = h.observer.snapshots
     conv = convergence(expected, snaps, since, want)
@@ -118,8 +118,6 @@ class Registration:
         self.log = get_logger(component="record")
         self._last_health: dict[str, Any] | None = None
         self._last_write = 0.0
-        self._expected_key: tuple | None = None
-        self._expected: dict[str, Any] = {}
 
     # -- the record -----------------------------------------------------------------------------------
     def claim(self, adopt_run_id: str | None = None) -> str:
@@ -223,16 +221,10 @@ class Registration:
         self.claimed = False
 
     # -- kept up ----------------------------------------------------------------------------------------
-    def _health(self, h: Harness, result: RunResult) -> dict[str, Any]:
-        key = (tuple(sorted(h.running())), tuple(h.stale_nodes()))
-        if key != self._expected_key:  # the oracle runs again only when what runs changed
-            self._expected_key, self._expected = key, h.expected()
-        return health(h, result.started_at, self._expected)
-
     def _write_health(self, h: Harness, result: RunResult, force: bool = False) -> None:
         """Rewrite the record when its health changed (or every HEALTH_MAX_INTERVAL, so `inspect` can tell the
         runner is alive and well)."""
-        data = self._health(h, result)
+        data = health(h, result.started_at)
         if not force and data == self._last_health and time.monotonic() - self._last_write < HEALTH_MAX_INTERVAL:
             return
         self._last_health = data

@@ -130,6 +130,7 @@ async def run_step(h: Harness, step: Step, run_started: float, progress: Any = N
         result["error"] = str(exc)
         result["converged"] = False
         return result
+    t = max(t, h.acted_at)  # timed from when the nodes were told, after the harness's oracle work
     if step.action == "sleep" or not step.wait:
         result["waited"] = False
         return result
@@ -189,6 +190,7 @@ async def measure_stale(h: Harness, step: Step, killed_at: float, until: float, 
         out["kept_s"] = None
         out["note"] = note or NOTE_RESTARTING
         return out
+    h.expected(now=until)  # the oracle's answer for after the flush, computed before it (see Harness)
     await h.wait_until(until)
     conv = await h.converge(60.0, since=until, progress=progress)
     logs, errors = await _route_logs(h, h.running(), killed_at)

@@ -98,9 +98,10 @@ class NodeAgent:
             self._server.close()
             self._server = None
 
-    async def close(self) -> None:
+    async def close(self, paced: bool = False) -> None:
+        """The node goes away (`paced`: stopped in a run, its Ceases at BIRD's pace: Engine.close)."""
         await self.close_http()
-        await self.engine.close()
+        await self.engine.close(paced=paced)
         self.log.info("node_stopped")
 
     # -- views -----------------------------------------------------------------------------------

@@ -216,7 +216,7 @@ class Worker:
         agent = self.nodes.pop(name, None) or self.frozen.pop(name, None)
         if agent is None:
             return
-        await agent.close()
+        await agent.close(paced=True)
         self.kept.pop(name, None)
         self._gone(name)
 

@@ -70,10 +70,14 @@ class StartAll:
 class StopAll:
     """Stop BGP gracefully: Cease to every peer (RFC 4486 subcode: 2 shutdown); BGP takes no new session.
     `peers`: only these get their Cease now (an adapter pacing the Ceases as BIRD does sends the others with
-    later events); None: all of them."""
+    later events); None: all of them. `final`: the node goes away with its BGP (BIRD shutting down): the
+    sessions close and the RIB is left as it stands, as Calico's `persist` kernel protocol leaves the node's
+    routes; withdrawing every learned route first would only delay the Ceases, and nothing reads this
+    router again."""
 
     subcode: int = 2
     peers: tuple[str, ...] | None = None
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class Router:
         self._heap: list[tuple[float, str]] = []
         self._dirty: set[str] = set()  # peers with something pending (UPDATEs or End-of-RIB)
         self.running = False
+        self.final = False  # stopped for good (StopAll final): sessions that go down leave the RIB alone
         self.recovering = restarting
         self.recovery_deadline: float | None = now + restart_wait if restarting else None
         self.recovery_reason = ""
@@ -248,8 +253,9 @@ class Router:
                     self._session(name, fsm.Start(), now, out)
                 if self.recovering and all(p.recovered for p in self.peers.values()):
                     self._end_recovery("no BGP peer to wait for", now, out)
-            case StopAll(subcode=sub, peers=which):
+            case StopAll(subcode=sub, peers=which, final=final):
                 self.running = False
+                self.final = self.final or final
                 for name in sorted(self.peers) if which is None else [n for n in which if n in self.peers]:
                     self._session(name, fsm.Stop(subcode=sub), now, out)
             case ResetPeer(peer=name):
@@ -334,6 +340,8 @@ class Router:
                     peer.pending.clear()
                     peer.eor_due = False
                     out.append(SessionDown(name, reason, graceful))
+                    if self.final:
+                        continue
                     self._speaker(self.speaker.handle(PeerDown(name, reason, graceful), now), now, out)
                     if self.recovering and not graceful:
                         self._peer_recovered(name, now, out)  # BIRD: a protocol that went down holds no lock

@@ -85,8 +85,9 @@ class Engine(Protocol):
     async def stop(self) -> None:
         """Graceful BGP stop: Cease to every peer, which withdraw at once."""
 
-    async def close(self) -> None:
-        """Release everything (the node is going away)."""
+    async def close(self, paced: bool = False) -> None:
+        """Release everything (the node is going away), BIRD's shutdown first: Cease to every peer, at BIRD's
+        own pace when `paced` (a node stopped in a run; a run's teardown does not wait)."""
 
     def freeze(self) -> None:
         """A host crash: silent from now on, connections left open."""

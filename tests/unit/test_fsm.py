@@ -8,6 +8,7 @@ import pytest
 
 from meshsim.bgp import codec, fsm
 from meshsim.bgp.messages import Notification
+from meshsim.bgp.rib import BestChanged
 from meshsim.bgp.router import RecoveryDone, ResetPeer, StopAll
 from meshsim.bgp.timers import SessionTimers, jittered
 from tests.unit.bgpnet import Net, mesh
@@ -201,6 +202,25 @@ def test_notification_flushes_at_once_even_with_graceful_restart() -> None:
     assert d and not d[0].graceful and d[0].reason == "Administrative shutdown"
     s = net.nodes["node1"].router.session("Mesh_192_168_0_2")
     assert s.info.endswith("Received: Administrative shutdown")
+
+
+def test_a_final_stop_sends_every_cease_and_leaves_the_rib_alone() -> None:
+    """A node going away (BIRD shutting down): Ceases to all, peers withdraw its routes, and its own RIB is not
+    torn down route by route first (that work would only delay the Ceases of a node whose table nobody reads)."""
+    net = Net()
+    names = mesh(net, 3)
+    net.run(5)
+    before = net.routes("node2")
+    actions = net.nodes["node2"].router.handle(StopAll(final=True), net.now)
+    assert [type(a).__name__ for a in actions].count("SessionDown") == 2
+    assert not [a for a in actions if isinstance(a, BestChanged)]
+    net.apply("node2", actions)
+    assert len(notifications(net, "node2")) == 2
+    net.run_for(0.01)
+    assert net.routes("node2") == before  # as Calico's `persist` kernel protocol leaves them
+    for n in (names[0], names[2]):
+        assert "10.244.2.0/26" not in net.routes(n)
+    assert all(not d.graceful for _, _, d in net.downs("node1"))
 
 
 def test_reset_peer_comes_back_by_itself() -> None:

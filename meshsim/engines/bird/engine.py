@@ -246,7 +246,8 @@ class BirdEngine:
         self.bgp_running = False
         self.on_change()
 
-    async def close(self) -> None:
+    async def close(self, paced: bool = False) -> None:
+        """`birdc down`: BIRD sends its Ceases at its own pace, `paced` or not."""
         self._stopping = True
         proc = self.proc
         if proc is not None and proc.returncode is None and not self.frozen:

@@ -147,9 +147,10 @@ class NativeEngine:
         """A held start: the node is up and its BGP waits for `start()`. Its graceful-restart recovery began
         with the node, as calico-node's `bird -R` begins it (BIRD's own held start cannot: see BirdEngine)."""
 
-    async def stop(self, paced: bool = True) -> None:
+    async def stop(self, paced: bool = True, final: bool = False) -> None:
         """Cease to every peer (BIRD `disable`), then stop listening. `paced`: the Ceases leave as BIRD sends
-        them, one protocol after the other (`bird_shutdown_offsets`); a run's final teardown does not wait."""
+        them, one protocol after the other (`bird_shutdown_offsets`); a run's final teardown does not wait.
+        `final`: the node goes away (BIRD shutting down, see `StopAll.final`)."""
         if not self.router.running:
             return
         self._stopping = True
@@ -163,20 +164,22 @@ class NativeEngine:
             j = i + 1
             while j < len(names) and offsets[j] <= due:
                 j += 1
-            self.feed(StopAll(peers=tuple(names[i:j])))
+            self.feed(StopAll(peers=tuple(names[i:j]), final=final))
             self._flush()
             i = j
             if i < len(names):
                 await asyncio.sleep(max(0.0, t0 + offsets[i] - self._loop.time()))
         if not names:
-            self.feed(StopAll())
+            self.feed(StopAll(final=final))
         if self.transport is not None:
             self.transport.close_all()
             self.transport = None
         self.log.info("bgp_stopped")
 
-    async def close(self, clear_kernel: bool = True) -> None:
-        await self.stop(paced=False)
+    async def close(self, clear_kernel: bool = True, paced: bool = False) -> None:
+        """The node goes away: BIRD's shutdown (Cease to every peer; `paced` as a node stopped in a run sends
+        them, a run's teardown does not wait), then its kernel routes cleared (`clear_kernel`) and its tasks."""
+        await self.stop(paced=paced, final=True)
         self._cancel_timer()
         if self._reload is not None:
             self._reload.cancel()

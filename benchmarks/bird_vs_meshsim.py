@@ -123,8 +123,10 @@ async def main() -> int:
         for r in range(args.runs):
             for impl in ("meshsim", "bird"):
                 runs[impl].append(await one_run(impl, n, design, args.hold, args.keepalive))
-                print(f"{design}:{n} run {r + 1}/{args.runs} {impl}: cold "
-                      f"{runs[impl][-1]['cold start converged (s)']:.2f} s", file=sys.stderr)
+                f = runs[impl][-1]
+                print(f"{design}:{n} run {r + 1}/{args.runs} {impl}: cold {f['cold start converged (s)']:.2f} s, "
+                      f"new block {f['new block on every node (s)']:.3f} s, "
+                      f"graceful stop {f['graceful stop withdrawn (s)']:.3f} s", file=sys.stderr)
         med = {impl: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for impl, rs in runs.items()}
         table.append((f"{design} {n}" if design == "mesh" else f"2 RR + {n - 2}", med))
     bird = os.popen("bird --version 2>&1").read().strip().split()[-1]
@@ -138,7 +140,8 @@ async def main() -> int:
             if k.startswith("BIRD agents"):
                 print(f"| {label} | {k} | - | {b:.1f} | - |")
                 continue
-            digits = 3 if "CPU" in k else (1 if "MiB" in k else 2)
+            # events take milliseconds: three decimals show them (and which side is faster)
+            digits = 1 if "MiB" in k else (3 if "CPU" in k or max(a, b) < 1 else 2)
             ratio = f"{a / b:.2f}" if b else "-"
             print(f"| {label} | {k} | {a:.{digits}f} | {b:.{digits}f} | {ratio} |")
     return 0

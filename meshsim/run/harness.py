@@ -7,7 +7,7 @@ their peers still hold as stale (graceful restart after a SIGKILL, RFC 4724) and
 expected tables keep those routes for the restart time. `async with Harness(cluster, fabric) as h:`
 guarantees every process is gone when the block exits.
 
-The oracle computes the whole cluster (0.15 s of CPU at 50 nodes, seconds at 200), so the harness keeps its
+The oracle computes the whole cluster (0.2 s of CPU at 50 nodes, 8 s for a 200-node mesh), so the harness keeps its
 answer until the model, the running nodes or the stale nodes change, and each event computes the answer it
 will wait for before it acts: computed after the act, it would take a core from the nodes inside the very
 milliseconds being measured. `acted_at` is the instant the nodes were first told (the event's time zero).

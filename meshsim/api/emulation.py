@@ -276,7 +276,7 @@ class Emulation(TimelineActions):
         """The node's expected routing table now (what Calico's BIRD and Felix would program), as `ip route`
         lines; a SIGKILLed node's routes count while its peers keep them as stale."""
         self._node(node, running=True)
-        text: str = self._expected()[node].table.render_ip()
+        text: str = self._harness.expected()[node].table.render_ip()
         return text.splitlines()
 
     def expected_advertised(self, node: str, peer_ip: str) -> list[str]:
@@ -348,7 +348,7 @@ class Emulation(TimelineActions):
         r.nodes = [n.name for n in h.cluster.scenario.nodes]
         r.snapshots = dict(h.observer.snapshots)
         try:
-            r.expected = {n: e.digest for n, e in self._expected().items()}
+            r.expected = {n: e.digest for n, e in self._harness.expected().items()}
         except MeshsimError:
             pass
         r.converged = bool(r.cold.get("converged")) and all(ev.get("converged", True) for ev in r.events)
@@ -358,11 +358,6 @@ class Emulation(TimelineActions):
         self._node(node)
         host, port = self._live().fabric.http_address(node)
         return str(host), int(port)
-
-    def _expected(self) -> Any:
-        """Every running node's expected table (Harness.expected, which keeps the oracle's answer until the
-        cluster changes)."""
-        return self._harness.expected()
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         """The last lines of the node's log (JSON lines)."""

@@ -94,8 +94,8 @@ class Harness:
         return self._expect(self.running(), self.stale_nodes())[1]
 
     def _expect(self, running: Iterable[str], stale: Iterable[str]) -> tuple[dict[str, Expected], set[tuple[str, str]]]:
-        """The oracle's answer for these running and stale nodes, computed once per state of the model. The
-        driving methods below call it with the nodes that will run *before* they act (see the module doc)."""
+        """The oracle's answer for these running and stale nodes, computed once per state of the model (the
+        driving methods below ask for the state they create before they act: `_act`)."""
         up, kept = tuple(sorted(running)), tuple(sorted(stale))
         key = (self._revision, up, kept)
         if self._oracle is None or self._oracle[0] != key:
@@ -107,7 +107,10 @@ class Harness:
         """The model changed (pods, resources, nodes): the oracle's last answer no longer holds."""
         self._revision += 1
 
-    def _act(self) -> None:
+    def _act(self, running: Iterable[str] | None = None, stale: Iterable[str] | None = None) -> None:
+        """About to tell the nodes: the oracle's answer for the state that follows (these running and stale nodes;
+        default: as now) is computed first, then `acted_at` is stamped."""
+        self._expect(self.running() if running is None else running, self.stale_nodes() if stale is None else stale)
         self.acted_at = time.time()
 
     async def converge(self, timeout: float = 60.0, since: float | None = None,
@@ -124,7 +127,6 @@ class Harness:
         before = {n.name: self.cluster.originated(n.name) for n in self.cluster.scenario.nodes}
         pods = self.cluster.add_pods(node, count)
         self._changed()
-        self.expected()
         self._act()
         await self._push_changed(before, always={node})
         return pods
@@ -133,7 +135,6 @@ class Harness:
         before = {n.name: self.cluster.originated(n.name) for n in self.cluster.scenario.nodes}
         pods = self.cluster.remove_pods(node, count)
         self._changed()
-        self.expected()
         self._act()
         await self._push_changed(before, always={node})
         return pods
@@ -146,7 +147,6 @@ class Harness:
     async def apply(self, resource: object) -> str:
         what = self.cluster.apply(resource)
         self._changed()
-        self.expected()
         self._act()
         await self.fabric.push_configs()
         for n in self.cluster.scenario.nodes:  # a new IPIP pool gives nodes a tunnel address (and maybe a block)
@@ -158,8 +158,7 @@ class Harness:
         if workloads:
             self.cluster.add_pods(node.name, workloads)
         self._changed()
-        self._expect([*self.running(), node.name], self.stale_nodes())
-        self._act()
+        self._act(running=[*self.running(), node.name])
         await self.fabric.push_configs()
         await self._start(node.name)
 
@@ -170,8 +169,7 @@ class Harness:
     async def stop_node(self, name: str) -> None:
         self.observer.forget(name)
         self.stale.pop(name, None)
-        self._expect([n for n in self.running() if n != name], self.stale_nodes())
-        self._act()
+        self._act(running=[n for n in self.running() if n != name])
         await self.fabric.stop_node(name)
 
     async def kill_node(self, name: str, mode: str = "crash") -> float | None:
@@ -182,8 +180,8 @@ class Harness:
             cfg = self.fabric.configs()[name]
             restart = max((p.restart_time if p.restart_time is not None else BIRD_GRACEFUL_RESTART_TIME
                            for p in cfg.peers), default=0)
-        self._expect([n for n in self.running() if n != name], [*self.stale_nodes(), *([name] if restart > 0 else [])])
-        self._act()
+        self._act(running=[n for n in self.running() if n != name],
+                  stale=[*self.stale_nodes(), *([name] if restart > 0 else [])])
         await self.fabric.kill_node(name, mode=mode)
         if restart <= 0:
             return None
@@ -191,8 +189,7 @@ class Harness:
         return self.stale[name]
 
     async def start_node(self, name: str) -> None:
-        self._expect([*self.running(), name], [n for n in self.stale_nodes() if n != name])
-        self._act()
+        self._act(running=[*self.running(), name], stale=[n for n in self.stale_nodes() if n != name])
         await self._start(name)
 
     async def _start(self, name: str) -> None:
